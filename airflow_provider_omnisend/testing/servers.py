@@ -6,6 +6,7 @@ is waited for until it accepts connections, and is always stopped (its whole pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -84,7 +85,8 @@ class ServerProcess:
             wait_for_port(self.port, timeout=self.startup_timeout, proc=self.proc)
         except (RuntimeError, TimeoutError) as err:
             self.stop()
-            raise RuntimeError(f"{self.name} did not start: {err}\n--- {self.log_path} ---\n{self.log_tail()}") from err
+            raise RuntimeError(
+                f"{self.name} did not start: {err}\n--- {self.log_path} ---\n{self.log_tail()}") from err
         return self
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -100,10 +102,8 @@ class ServerProcess:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=timeout)
 
     def __enter__(self) -> ServerProcess:

@@ -1,0 +1,297 @@
+"""OmnisendClient: typed calls over one HTTP session, rate-limited and retried.
+
+Retries (tenacity) cover what can succeed on a second try: 429 (waiting Omnisend's ``retryAfter``, else a
+``Retry-After`` header, else exponential backoff with jitter), 5xx, timeouts and dropped connections.
+400, 401, 403, 404, 410 and 422 are never retried: they need a fix, not patience. Every attempt takes a
+slot from the limiter, so retries stay inside the budget too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_omnisend.api.errors import (
+    OmnisendApiError,
+    OmnisendConfigError,
+    OmnisendRateLimitError,
+    error_from_response,
+)
+from airflow_provider_omnisend.api.ratelimit import SlidingWindowLimiter
+from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES, ApiVersion
+
+log = logging.getLogger(__name__)
+
+#: /contacts/tags has its own, smaller budget (NOTES.md section 4).
+TAGS_REQUESTS_PER_MINUTE = 60
+#: Selector cap per tags call (NOTES.md section 6).
+TAGS_MAX_EMAILS = 250
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class _Transient(Exception):
+    """Internal: an attempt failed in a way worth another try."""
+
+    def __init__(self, error: OmnisendApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class OmnisendClient:
+    """One brand's API, as a connection sees it.
+
+    ``requests_per_minute`` is this connection's share of the brand's 400/min; ``window_seconds`` is the
+    length of Omnisend's window (60; tests and benchmarks shrink it together with the emulator's time
+    scale). ``max_in_flight`` sizes the HTTP connection pool for concurrent senders.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        version: ApiVersion,
+        requests_per_minute: int = 300,
+        window_seconds: float = 60.0,
+        timeout: float = 30.0,
+        max_attempts: int = 8,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        max_in_flight: int = 8,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not api_key:
+            raise OmnisendConfigError(
+                "The Omnisend API key is empty: put it in the connection's API key field.")
+        self.base_url = base_url.rstrip("/")
+        self.version = version
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.max_in_flight = max_in_flight
+        self.window_seconds = window_seconds
+        self.requests_per_minute = requests_per_minute
+        self.limiters = {
+            "default": SlidingWindowLimiter(limit=requests_per_minute, window=window_seconds),
+            "tags": SlidingWindowLimiter(
+                limit=min(TAGS_REQUESTS_PER_MINUTE, requests_per_minute), window=window_seconds
+            ),
+        }
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, max_in_flight * 2))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(version.auth_headers(api_key))
+        self.session.headers.setdefault("Accept", "application/json")
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OmnisendClient(base_url={self.base_url!r}, version={self.version.name!r})"
+
+    # ------------------------------------------------------------------ transport
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        body: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+        bucket: str = "default",
+    ) -> Any:
+        """Send one call with rate limiting and retries; return the parsed JSON body (None if empty)."""
+        data = body if body is not None else (orjson.dumps(json) if json is not None else None)
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        limiter = self.limiters[bucket]
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=self._before_sleep,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    limiter.acquire()
+                    self._count("requests")
+                    if attempt.retry_state.attempt_number > 1:
+                        self._count("retries")
+                        if method != "GET":
+                            self._count("write_retries")
+                    return self._send_once(method, path, data, headers, params)
+        except _Transient as exhausted:
+            raise exhausted.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(self, method: str, path: str, data: bytes | None, headers: dict | None,
+                   params: Mapping[str, Any] | None) -> Any:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, data=data, headers=headers, params=params,
+                                            timeout=self.timeout)
+        except requests.Timeout as err:
+            self._count("timeouts")
+            raise _Transient(OmnisendApiError(
+                f"Omnisend {method} {path} timed out after {self.timeout:.0f}s ({type(err).__name__})",
+                method=method, path=path)) from None
+        except requests.ConnectionError as err:
+            self._count("connection_errors")
+            raise _Transient(OmnisendApiError(
+                f"Omnisend {method} {path} failed: connection error ({type(err).__name__}). "
+                f"Check the connection's base URL {self.base_url!r} and the network.",
+                method=method, path=path)) from None
+        log.debug("omnisend %s %s -> %s", method, path, response.status_code)
+        if response.status_code < 400:
+            self._count(f"http_{response.status_code}")
+            if not response.content:
+                return None
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                return None
+        self._count(f"http_{response.status_code}")
+        try:
+            problem = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            problem = None
+        error = error_from_response(response.status_code, problem, method=method, path=path,
+                                    retry_after=_retry_after_header(response))
+        if response.status_code in RETRYABLE_STATUSES:
+            if isinstance(error, OmnisendRateLimitError):
+                self._count("rate_limited")
+                if error.retry_after:
+                    # Someone else sharing the brand used the budget: hold all our senders back.
+                    self.limiters["tags" if "/tags" in path else "default"].penalise(error.retry_after)
+            raise _Transient(error)
+        raise error
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if (isinstance(exc, _Transient) and isinstance(exc.error, OmnisendRateLimitError)
+                and exc.error.retry_after is not None):
+            return exc.error.retry_after
+        backoff = tenacity.wait_random_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+        return backoff(state)
+
+    @staticmethod
+    def _before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = exc.error if isinstance(exc, _Transient) else exc
+        log.warning("Omnisend call failed (attempt %d), retrying in %.1fs: %s",
+                    state.attempt_number, state.next_action.sleep if state.next_action else 0.0, reason)
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    # ------------------------------------------------------------------ contacts
+    def upsert_contact(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or update one contact (upsert by e-mail). Prefer batches for more than a few."""
+        return self.request("POST", "/contacts", json=contact) or {}
+
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/contacts/{contact_id}") or {}
+
+    def list_contacts(self, *, page_size: int = 250, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Yield contacts, following cursor paging (2026) or ``paging.next`` links (legacy)."""
+        params: dict[str, Any] = {"limit": page_size, **{k: v for k, v in filters.items() if v is not None}}
+        path = "/contacts"
+        while True:
+            page = self.request("GET", path, params=params) or {}
+            yield from page.get("contacts", [])
+            paging = page.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if paging.get("hasMore") and after:
+                params = {**params, "after": after}
+                continue
+            next_url = paging.get("next")
+            if next_url and not self.version.name.startswith("2026") and next_url.startswith(self.base_url):
+                path, params = next_url[len(self.base_url):], {}
+                continue
+            return
+
+    # ------------------------------------------------------------------ batches
+    def create_batch(
+        self,
+        items: Sequence[Mapping[str, Any]] | None = None,
+        endpoint: str = "contacts",
+        method: str = "POST",
+        *,
+        body: bytes | None = None,
+    ) -> dict[str, Any]:
+        """POST /batches. Pass ``items`` (dicts), or a prebuilt ``body`` (the export engine's hot path).
+
+        Item count and body size are checked against the version's caps before anything is sent.
+        """
+        if body is None:
+            if not items:
+                raise ValueError("create_batch needs at least one item")
+            if len(items) > self.version.batch_item_cap:
+                raise ValueError(
+                    f"{len(items)} items exceed the {self.version.name} batch cap of "
+                    f"{self.version.batch_item_cap}; split them")
+            body = orjson.dumps({"method": method, "endpoint": endpoint, "items": list(items)})
+        if len(body) > MAX_BATCH_BODY_BYTES:
+            raise ValueError(f"batch body is {len(body)} bytes; Omnisend's limit is {MAX_BATCH_BODY_BYTES}")
+        return self.request("POST", "/batches", body=body) or {}
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/batches/{batch_id}") or {}
+
+    def get_batch_items(self, batch_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/batches/{batch_id}/items") or {}
+
+    # ------------------------------------------------------------------ tags
+    def add_tags(self, tags: Sequence[str], emails: Sequence[str]) -> int:
+        """Tag contacts by e-mail, 250 per call within /contacts/tags' 60/min. Returns calls made."""
+        return self._tags("POST", tags, emails=emails)
+
+    def remove_tags(self, tags: Sequence[str], emails: Sequence[str] = (), *,
+                    contact_ids: Sequence[str] = ()) -> int:
+        """Remove tags (never anything more destructive), 250 selectors per call. Returns calls made."""
+        return self._tags("DELETE", tags, emails=emails, contact_ids=contact_ids)
+
+    def _tags(self, method: str, tags: Sequence[str], *, emails: Sequence[str] = (),
+              contact_ids: Sequence[str] = ()) -> int:
+        if self.version.legacy:
+            raise OmnisendConfigError(
+                f"Tag calls need API version 2026-03-15; the connection uses {self.version.name}.")
+        if not tags or len(tags) > 100:
+            raise ValueError(f"a tags call takes 1 to 100 tags, got {len(tags)}")
+        calls = 0
+        for selector, values in (("emails", list(emails)), ("contactIDs", list(contact_ids))):
+            for start in range(0, len(values), TAGS_MAX_EMAILS):
+                chunk = values[start:start + TAGS_MAX_EMAILS]
+                self.request(method, "/contacts/tags", json={"tags": list(tags), selector: chunk},
+                             bucket="tags")
+                calls += 1
+        return calls
+
+    # ------------------------------------------------------------------ health
+    def ping(self) -> None:
+        """One cheap authenticated call (raises the typed error on failure)."""
+        self.request("GET", "/contacts", params={"limit": 1})
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _retry_after_header(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,123 @@
+"""Typed Omnisend errors built from RFC 9457 Problem Details bodies.
+
+Every message carries the HTTP status, Omnisend's title and detail and the ``instance`` trace id (the
+thing to quote to Omnisend support), never a request header, so the API key cannot leak through one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # Subclass AirflowException inside Airflow; stay importable where Airflow is absent.
+    from airflow.sdk.exceptions import AirflowException as _Base
+except ImportError:  # pragma: no cover - exercised only without Airflow installed
+    _Base = Exception
+
+
+class OmnisendError(_Base):
+    """Base class for everything this provider raises about Omnisend."""
+
+
+class OmnisendConfigError(OmnisendError):
+    """The connection or the task is set up in a way that must be fixed by the user before a run."""
+
+
+class OmnisendApiError(OmnisendError):
+    """Omnisend answered with an error (or did not answer: ``status`` is None for network failures)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        instance: str | None = None,
+        problem_type: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.instance = instance
+        self.problem_type = problem_type
+        self.method = method
+        self.path = path
+
+
+class OmnisendAuthError(OmnisendApiError):
+    """401/403: the API key is wrong, revoked, or lacks a scope."""
+
+
+class OmnisendVersionRetiredError(OmnisendApiError):
+    """410: the connection's API version has been retired by Omnisend."""
+
+
+class OmnisendRateLimitError(OmnisendApiError):
+    """429: the brand's rate budget is used up; ``retry_after`` is Omnisend's hint in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class OmnisendValidationError(OmnisendApiError):
+    """400: the request was invalid; ``errors`` holds Omnisend's per-field errors."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = errors or []
+
+
+_HINTS = {
+    401: "Check the API key in the Omnisend connection (Omnisend app: Store settings > API keys).",
+    403: "The API key lacks a permission this call needs (e.g. contacts.write); create a key with it.",
+    404: "The resource does not exist (or belongs to another brand).",
+    410: "Switch the connection's API version to 2026-03-15.",
+    429: "The brand's rate budget is exhausted; lower the connection's requests per minute.",
+}
+
+
+def error_from_response(status: int, body: Any, *, method: str, path: str, retry_after: float | None = None
+                        ) -> OmnisendApiError:
+    """Build the matching typed error from an HTTP status and its (parsed, possibly non-JSON) body."""
+    problem = body if isinstance(body, dict) else {}
+    title = _text(problem.get("title")) or _text(problem.get("error"))
+    detail = _text(problem.get("detail"))
+    instance = _text(problem.get("instance"))
+    field_errors = problem.get("errors") if isinstance(problem.get("errors"), list) else []
+    parts = [f"Omnisend {method} {path} failed: HTTP {status}"]
+    if title:
+        parts.append(title)
+    if detail:
+        parts.append(detail)
+    for err in field_errors[:10]:
+        if isinstance(err, dict):
+            parts.append(f"{err.get('field', '?')}: {err.get('message') or err.get('code')}")
+    if len(field_errors) > 10:
+        parts.append(f"... and {len(field_errors) - 10} more field errors")
+    if instance:
+        parts.append(f"instance {instance}")
+    if status in _HINTS:
+        parts.append(_HINTS[status])
+    message = " | ".join(parts)
+    common = {"status": status, "title": title, "detail": detail, "instance": instance,
+              "problem_type": _text(problem.get("type")), "method": method, "path": path}
+    if status in (401, 403):
+        return OmnisendAuthError(message, **common)
+    if status == 410:
+        return OmnisendVersionRetiredError(message, **common)
+    if status == 429:
+        hint = problem.get("retryAfter")
+        if isinstance(hint, int | float) and hint >= 0:
+            retry_after = float(hint)
+        return OmnisendRateLimitError(message, retry_after=retry_after, **common)
+    if status in (400, 422):
+        return OmnisendValidationError(message, errors=field_errors, **common)
+    return OmnisendApiError(message, **common)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,261 @@
+"""OmnisendHook: an Airflow connection of type ``omnisend`` turned into an authenticated client.
+
+The connection holds the API key (password field), the base URL (host), and in its extra the fields the
+provider declares: ``api_version``, ``privacy_acknowledged``, ``allowed_dag_ids`` and
+``requests_per_minute``. Advanced extras: ``timeout`` (s), ``max_in_flight``, ``window_seconds`` (the
+rate window, 60; shrunk only for tests against a time-scaled emulator), ``backoff_initial``,
+``backoff_max``, ``max_attempts``, and HttpHook's ``proxies``/``verify``/``cert``/``trust_env``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+
+from airflow_provider_omnisend.api.client import OmnisendClient
+from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendConfigError
+from airflow_provider_omnisend.api.versions import ApiVersion, get_version
+
+DEFAULT_REQUESTS_PER_MINUTE = 300
+BRAND_REQUESTS_PER_MINUTE = 400
+
+
+@dataclass(frozen=True)
+class OmnisendConnSettings:
+    """The connection's non-secret settings, parsed and checked (strings from the UI form included)."""
+
+    conn_id: str
+    base_url: str
+    version: ApiVersion
+    privacy_acknowledged: bool
+    allowed_dag_ids: tuple[str, ...]
+    requests_per_minute: int
+    window_seconds: float
+    timeout: float
+    max_in_flight: int
+    max_attempts: int
+    backoff_initial: float
+    backoff_max: float
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> OmnisendConnSettings:
+        extra = conn.extra_dejson or {}
+        where = f"Omnisend connection {conn.conn_id!r}"
+        try:
+            version = get_version(extra.get("api_version"))
+        except ValueError as err:
+            raise OmnisendConfigError(f"{where}: {err}") from None
+        rpm = _number(extra, "requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE, int, where)
+        if not 1 <= rpm <= BRAND_REQUESTS_PER_MINUTE:
+            raise OmnisendConfigError(
+                f"{where}: requests_per_minute is {rpm}; it must be between 1 and the brand's "
+                f"{BRAND_REQUESTS_PER_MINUTE} (default {DEFAULT_REQUESTS_PER_MINUTE}).")
+        allowed = extra.get("allowed_dag_ids") or ""
+        if isinstance(allowed, str):
+            allowed = [p for p in (s.strip() for s in allowed.replace("\n", ",").split(",")) if p]
+        return cls(
+            conn_id=conn.conn_id,
+            base_url=version.base_url(conn.host),
+            version=version,
+            privacy_acknowledged=_flag(extra.get("privacy_acknowledged")),
+            allowed_dag_ids=tuple(allowed),
+            requests_per_minute=rpm,
+            window_seconds=_number(extra, "window_seconds", 60.0, float, where),
+            timeout=_number(extra, "timeout", 30.0, float, where),
+            max_in_flight=_number(extra, "max_in_flight", 8, int, where),
+            max_attempts=_number(extra, "max_attempts", 8, int, where),
+            backoff_initial=_number(extra, "backoff_initial", 1.0, float, where),
+            backoff_max=_number(extra, "backoff_max", 60.0, float, where),
+        )
+
+
+class OmnisendHook(HttpHook):
+    """Interact with Omnisend through an ``omnisend`` connection.
+
+    :param omnisend_conn_id: the connection id (default ``omnisend_default``).
+    :param dag_id: the DAG using the hook, checked against the connection's allowed DAG ids; taken from
+        the running task's context when not given.
+    :param requests_per_minute: use less than the connection's budget (e.g. the budget divided by the
+        number of exports sharing the brand); never more.
+    """
+
+    conn_name_attr = "omnisend_conn_id"
+    default_conn_name = "omnisend_default"
+    conn_type = "omnisend"
+    hook_name = "Omnisend"
+
+    def __init__(
+        self,
+        omnisend_conn_id: str = default_conn_name,
+        *,
+        dag_id: str | None = None,
+        requests_per_minute: int | None = None,
+    ) -> None:
+        super().__init__(method="GET", http_conn_id=omnisend_conn_id)
+        self.omnisend_conn_id = omnisend_conn_id
+        self.dag_id = dag_id
+        self.requested_rpm = requests_per_minute
+
+    # ------------------------------------------------------------------ connection
+    @cached_property
+    def connection(self) -> Any:
+        try:
+            return self.get_connection(self.omnisend_conn_id)
+        except Exception as err:
+            raise OmnisendConfigError(
+                f"Omnisend connection {self.omnisend_conn_id!r} could not be loaded ({type(err).__name__}). "
+                "Create it in Admin > Connections (type Omnisend) or set AIRFLOW_CONN_"
+                f"{self.omnisend_conn_id.upper()}.") from None
+
+    @cached_property
+    def settings(self) -> OmnisendConnSettings:
+        return OmnisendConnSettings.from_connection(self.connection)
+
+    def _api_key(self) -> str:
+        key = self.connection.password or ""
+        if key:
+            _mask(key)
+        return key
+
+    def get_conn(self, headers: dict[Any, Any] | None = None,
+                 extra_options: dict[str, Any] | None = None) -> requests.Session:
+        """A requests Session carrying the version's auth headers and HttpHook's transport extras.
+
+        HttpHook's own ``get_conn`` would copy every extra into the headers; ours are settings, not
+        headers, so only the transport options are applied here.
+        """
+        session = requests.Session()
+        extra = self.connection.extra_dejson or {}
+        if "proxies" in extra:
+            session.proxies = extra["proxies"]
+        session.verify = extra.get("verify", extra.get("verify_ssl", True))
+        session.cert = extra.get("cert")
+        session.trust_env = _flag(extra.get("trust_env", True))
+        session.headers.update(self.settings.version.auth_headers(self._api_key()))
+        if headers:
+            session.headers.update(headers)
+        self.base_url = self.settings.base_url
+        return session
+
+    @cached_property
+    def client(self) -> OmnisendClient:
+        s = self.settings
+        rpm = s.requests_per_minute
+        if self.requested_rpm is not None:
+            rpm = max(1, min(rpm, int(self.requested_rpm)))
+        return OmnisendClient(
+            base_url=s.base_url, api_key=self._api_key(), version=s.version, requests_per_minute=rpm,
+            window_seconds=s.window_seconds, timeout=s.timeout, max_attempts=s.max_attempts,
+            backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, max_in_flight=s.max_in_flight,
+            session=self.get_conn(),
+        )
+
+    def get_client(self) -> OmnisendClient:
+        return self.client
+
+    # ------------------------------------------------------------------ guards
+    def check_can_send(self) -> None:
+        """Refuse to send contact data unless privacy is acknowledged and this DAG is allowed."""
+        s = self.settings
+        if not s.privacy_acknowledged:
+            raise OmnisendConfigError(
+                f"Omnisend connection {s.conn_id!r} has not acknowledged data privacy and compliance, so no "
+                "contact data is sent. Edit the connection (Admin > Connections) and tick "
+                "'I agree: data privacy and compliance', or set \"privacy_acknowledged\": true in its extra.")
+        if s.allowed_dag_ids:
+            dag_id = self.dag_id or _current_dag_id()
+            if dag_id is None or not any(fnmatch.fnmatchcase(dag_id, pat) for pat in s.allowed_dag_ids):
+                who = f"DAG {dag_id!r}" if dag_id else "code outside a DAG"
+                raise OmnisendConfigError(
+                    f"Omnisend connection {s.conn_id!r} may only be used by DAGs matching "
+                    f"{', '.join(s.allowed_dag_ids)}; {who} "
+                    "is not allowed. Add it to the connection's 'Allowed DAG ids' or use another connection.")
+
+    # ------------------------------------------------------------------ typed API
+    def upsert_contact(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+        self.check_can_send()
+        return self.client.upsert_contact(contact)
+
+    def create_batch(self, items: Sequence[Mapping[str, Any]] | None = None, endpoint: str = "contacts",
+                     method: str = "POST", *, body: bytes | None = None) -> dict[str, Any]:
+        self.check_can_send()
+        return self.client.create_batch(items, endpoint=endpoint, method=method, body=body)
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return self.client.get_batch(batch_id)
+
+    def get_batch_items(self, batch_id: str) -> dict[str, Any]:
+        return self.client.get_batch_items(batch_id)
+
+    def add_tags(self, tags: Sequence[str], emails: Sequence[str]) -> int:
+        self.check_can_send()
+        return self.client.add_tags(tags, emails)
+
+    def remove_tags(self, tags: Sequence[str], emails: Sequence[str] = (), *,
+                    contact_ids: Sequence[str] = ()) -> int:
+        self.check_can_send()
+        return self.client.remove_tags(tags, emails, contact_ids=contact_ids)
+
+    def list_contacts(self, *, page_size: int = 250, **filters: Any) -> Iterator[dict[str, Any]]:
+        return self.client.list_contacts(page_size=page_size, **filters)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call; never raises (Airflow's "Test" button shows the message)."""
+        try:
+            client = self.client
+            saved = client.max_attempts
+            client.max_attempts = 1  # a test should answer quickly, not retry for minutes
+            try:
+                client.ping()
+            finally:
+                client.max_attempts = saved
+        except OmnisendApiError as err:
+            if err.status is None:
+                return False, f"Could not reach Omnisend: {err}"
+            return False, str(err)
+        except Exception as err:  # a form must show a message, whatever went wrong
+            return False, f"{type(err).__name__}: {err}"
+        s = self.settings
+        note = ("" if s.privacy_acknowledged
+                else " Privacy is not acknowledged yet: no contact data will be sent.")
+        return True, f"Connected to Omnisend API {s.version.name} at {s.base_url}.{note}"
+
+
+def _current_dag_id() -> str | None:
+    try:
+        from airflow.sdk import get_current_context
+
+        return get_current_context()["dag"].dag_id
+    except Exception:
+        return None
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking is best effort outside a task
+        pass
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+    return bool(value)
+
+
+def _number(extra: Mapping[str, Any], key: str, default: Any, kind: type, where: str) -> Any:
+    value = extra.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise OmnisendConfigError(f"{where}: extra {key!r} must be a number, got {value!r}.") from None

@@ -1,0 +1,106 @@
+"""Versions, typed errors and the sliding-window limiter (pure logic, no network)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from airflow_provider_omnisend.api.errors import (
+    OmnisendApiError,
+    OmnisendAuthError,
+    OmnisendRateLimitError,
+    OmnisendValidationError,
+    OmnisendVersionRetiredError,
+    error_from_response,
+)
+from airflow_provider_omnisend.api.ratelimit import SlidingWindowLimiter
+from airflow_provider_omnisend.api.versions import get_version
+
+
+class FakeClock:
+    """A clock that only moves when the limiter sleeps, so the test is exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_versions_headers_caps_and_base_urls():
+    current, v5, v3 = get_version("2026-03-15"), get_version("v5"), get_version("v3")
+    assert current.auth_headers("k") == {
+        "Authorization": "Omnisend-API-Key k", "Omnisend-Version": "2026-03-15"}
+    assert v5.auth_headers("k") == {"X-API-KEY": "k"} == v3.auth_headers("k")
+    assert (current.batch_item_cap, v3.batch_item_cap) == (100, 1000)
+    assert get_version(None).name == "2026-03-15"
+    assert current.base_url(None) == "https://api.omnisend.com/api"
+    assert v3.base_url("http://127.0.0.1:9/api") == "http://127.0.0.1:9/v3"
+    assert current.base_url("api.example.test/api/") == "https://api.example.test/api"
+    with pytest.raises(ValueError, match="Choose one of: 2026-03-15, v5, v3"):
+        get_version("v4")
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(401, OmnisendAuthError), (403, OmnisendAuthError), (410, OmnisendVersionRetiredError),
+     (429, OmnisendRateLimitError), (400, OmnisendValidationError), (500, OmnisendApiError)],
+)
+def test_error_types_and_message(status, cls):
+    body = {"type": "https://problems.omnisend.com/x", "title": "Title here", "detail": "Detail here",
+            "instance": "urn:omnisend:request:abc", "status": status}
+    err = error_from_response(status, body, method="POST", path="/batches")
+    assert type(err) is cls
+    text = str(err)
+    for part in (f"HTTP {status}", "Title here", "Detail here", "urn:omnisend:request:abc", "POST /batches"):
+        assert part in text
+
+
+def test_validation_error_carries_field_errors_and_rate_limit_hint():
+    err = error_from_response(400, {"title": "Validation failed", "errors": [
+        {"field": "items.0.identifiers", "code": "required", "message": "is required"}]},
+        method="POST", path="/contacts")
+    assert isinstance(err, OmnisendValidationError)
+    assert err.errors[0]["field"] == "items.0.identifiers"
+    assert "items.0.identifiers: is required" in str(err)
+    limited = error_from_response(429, {"retryAfter": 7}, method="GET", path="/x", retry_after=99)
+    assert limited.retry_after == 7  # the RFC 9457 body wins over a header
+    assert error_from_response(429, "not json", method="GET", path="/x", retry_after=3).retry_after == 3
+
+
+def test_limiter_never_exceeds_budget_in_any_window():
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=10, window=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    stamps = []
+    for _ in range(95):
+        limiter.acquire()
+        stamps.append(clock.now)
+    for i, start in enumerate(stamps):
+        assert sum(1 for s in stamps[i:] if s < start + 1.0) <= 10
+    # 95 requests at 10 per second need at least 9 full windows.
+    assert stamps[-1] >= 9.0
+
+
+def test_limiter_penalty_holds_everyone_back():
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=5, window=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.penalise(3.0)
+    limiter.acquire()
+    assert clock.now >= 3.0
+
+
+def test_limiter_is_thread_safe():
+    limiter = SlidingWindowLimiter(limit=1000, window=60.0)
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(100)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert limiter.in_window() == 800
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(limit=0)
