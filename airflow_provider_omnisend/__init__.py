@@ -20,6 +20,7 @@ def get_provider_info() -> dict:
         "name": "Omnisend",
         "description": "Export customer segments from a data lake into Omnisend (e-mail/SMS marketing).",
         "versions": [__version__],
+        "extra-links": ["airflow_provider_omnisend.links.OmnisendSegmentLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_omnisend.hooks.omnisend.OmnisendHook",

@@ -122,8 +122,7 @@ class OmnisendClient:
         )
         try:
             for attempt in retrying:
-                with attempt:
-                    limiter.acquire()
+                with attempt, limiter.slot():
                     self._count("requests")
                     if attempt.retry_state.attempt_number > 1:
                         self._count("retries")
@@ -251,6 +250,14 @@ class OmnisendClient:
 
     def get_batch_items(self, batch_id: str) -> dict[str, Any]:
         return self.request("GET", f"/batches/{batch_id}/items") or {}
+
+    def list_batches(self, *, endpoint: str = "contacts", offset: int = 0, limit: int = 250,
+                     status: str | None = None) -> dict[str, Any]:
+        """One page of GET /batches (offset paging): many batches' counts for the price of one call."""
+        params: dict[str, Any] = {"endpoint": endpoint, "offset": offset, "limit": limit}
+        if status:
+            params["status"] = status
+        return self.request("GET", "/batches", params=params) or {}
 
     # ------------------------------------------------------------------ tags
     def add_tags(self, tags: Sequence[str], emails: Sequence[str]) -> int:

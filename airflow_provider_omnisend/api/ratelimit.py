@@ -1,8 +1,11 @@
 """Client-side sliding-window rate limiting, so a run alone against Omnisend never draws a 429.
 
-Omnisend limits each brand over a sliding one-minute window (NOTES.md section 4). The limiter admits at
-most ``limit`` requests in any ``window`` seconds, measured when a request is about to be sent. The
-server measures at arrival; to absorb jitter in transit the window is widened by ``margin`` (a fraction).
+Omnisend limits each brand over a sliding one-minute window, counted when a request *arrives*
+(NOTES.md section 4). We cannot see arrival times, only that a request arrives somewhere between the
+moment we start sending it and the moment its response ends. So a request holds its slot from the
+start of sending until one full window after its response ended. Then any window on the server's
+clock holds at most ``limit`` arrivals, whatever the network and thread scheduling delays were; the
+price is one round-trip per window, about 0.2% of a 60 s window.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class SlidingWindowLimiter:
@@ -21,7 +25,6 @@ class SlidingWindowLimiter:
         *,
         limit: int,
         window: float = 60.0,
-        margin: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -30,36 +33,60 @@ class SlidingWindowLimiter:
         if window <= 0:
             raise ValueError(f"rate window must be positive, got {window}")
         self.limit = limit
-        self.window = window * (1.0 + margin)
+        self.window = window
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque()
+        self._ended: deque[float] = deque()  # end times of finished requests, in order
+        self._in_flight = 0
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
         self.waited_seconds = 0.0
 
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the duration of a request (and one window after it)."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
     def acquire(self) -> None:
-        """Block until one more request fits in the window, then record it."""
+        """Block until one more request fits, then count it as in flight."""
         while True:
             with self._lock:
                 now = self._clock()
-                horizon = now - self.window
-                while self._sent and self._sent[0] <= horizon:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
+                self._expire(now)
+                if self._in_flight + len(self._ended) < self.limit:
+                    self._in_flight += 1
                     return
-                wait = self._sent[0] - horizon
+                if self._ended:
+                    wait = self._ended[0] + self.window - now
+                else:  # the whole budget is in flight: wait for a release
+                    self._released.wait(timeout=self.window)
+                    continue
             self.waited_seconds += wait
             self._sleep(wait)
 
+    def release(self) -> None:
+        """The request's response has ended: its slot frees one window from now."""
+        with self._lock:
+            self._in_flight -= 1
+            self._ended.append(self._clock())
+            self._released.notify()
+
     def penalise(self, seconds: float) -> None:
-        """Hold every sender back for ``seconds`` (after a 429 from someone else sharing the brand)."""
+        """Hold every sender back for ``seconds`` (after a 429 caused by someone sharing the brand)."""
         with self._lock:
             until = self._clock() + seconds - self.window
-            # Fill the window with stamps that expire at ``until + window``: nobody is admitted before.
-            self._sent = deque([until] * self.limit)
+            self._ended = deque([until] * max(0, self.limit - self._in_flight))
 
     def in_window(self) -> int:
         with self._lock:
-            horizon = self._clock() - self.window
-            return sum(1 for stamp in self._sent if stamp > horizon)
+            self._expire(self._clock())
+            return self._in_flight + len(self._ended)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window + 1e-9  # tolerance: a float sleep can land a hair short
+        while self._ended and self._ended[0] <= horizon:
+            self._ended.popleft()

@@ -193,6 +193,10 @@ class OmnisendHook(HttpHook):
     def get_batch_items(self, batch_id: str) -> dict[str, Any]:
         return self.client.get_batch_items(batch_id)
 
+    def list_batches(self, *, endpoint: str = "contacts", offset: int = 0, limit: int = 250,
+                     status: str | None = None) -> dict[str, Any]:
+        return self.client.list_batches(endpoint=endpoint, offset=offset, limit=limit, status=status)
+
     def add_tags(self, tags: Sequence[str], emails: Sequence[str]) -> int:
         self.check_can_send()
         return self.client.add_tags(tags, emails)

@@ -74,29 +74,49 @@ def test_validation_error_carries_field_errors_and_rate_limit_hint():
 
 def test_limiter_never_exceeds_budget_in_any_window():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(limit=10, window=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter = SlidingWindowLimiter(limit=10, window=1.0, clock=clock, sleep=clock.sleep)
     stamps = []
     for _ in range(95):
-        limiter.acquire()
-        stamps.append(clock.now)
+        with limiter.slot():
+            stamps.append(clock.now)
+            clock.now += 0.01  # the request takes 10 ms
     for i, start in enumerate(stamps):
         assert sum(1 for s in stamps[i:] if s < start + 1.0) <= 10
-    # 95 requests at 10 per second need at least 9 full windows.
+    # 95 requests at 10 per window need at least 9 full windows.
     assert stamps[-1] >= 9.0
+
+
+def test_limiter_counts_requests_in_flight():
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=2, window=1.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()
+    assert limiter.in_window() == 2
+    released = threading.Timer(0.05, limiter.release)
+    released.start()
+    limiter.acquire()  # blocks until the release, then one window after it
+    assert clock.now >= 1.0
+    released.join()
 
 
 def test_limiter_penalty_holds_everyone_back():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(limit=5, window=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
-    limiter.acquire()
+    limiter = SlidingWindowLimiter(limit=5, window=1.0, clock=clock, sleep=clock.sleep)
+    with limiter.slot():
+        pass
     limiter.penalise(3.0)
-    limiter.acquire()
-    assert clock.now >= 3.0
+    with limiter.slot():
+        assert clock.now >= 3.0
 
 
 def test_limiter_is_thread_safe():
     limiter = SlidingWindowLimiter(limit=1000, window=60.0)
-    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(100)]) for _ in range(8)]
+    def work() -> None:
+        for _ in range(100):
+            with limiter.slot():
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
