@@ -211,8 +211,8 @@ class OmnisendClient:
             yield from page.get("contacts", [])
             paging = page.get("paging") or {}
             after = (paging.get("cursors") or {}).get("after")
-            if paging.get("hasMore") and after:
-                params = {**params, "after": after}
+            if paging.get("hasMore") and after and after != params.get("after"):
+                params = {**params, "after": after}  # a repeated cursor would loop forever: stop
                 continue
             next_url = paging.get("next")
             if next_url and not self.version.name.startswith("2026") and next_url.startswith(self.base_url):

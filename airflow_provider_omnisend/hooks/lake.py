@@ -1,0 +1,41 @@
+"""Reach the lake with an Airflow connection: the glue between Airflow connections and ``lake/``.
+
+``lake/`` itself never imports Airflow; the sensor, its trigger and the export operator call these.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fsspec import AbstractFileSystem
+
+from airflow_provider_omnisend.lake.fs import make_filesystem
+
+
+def lake_filesystem(source: str, lake_conn_id: str | None) -> AbstractFileSystem | None:
+    """The authenticated fsspec filesystem for ``source`` from an Airflow connection (None: no connection).
+
+    Uses Airflow's ObjectStoragePath when a provider registers a filesystem for the URL scheme (e.g.
+    microsoft-azure for abfs://). Otherwise the connection's extra is taken as fsspec storage options
+    (e.g. ``{"connection_string": ...}`` or ``{"account_name": ..., "account_key": ...}`` for adlfs), so
+    a plain "generic" connection works without installing the cloud provider.
+    """
+    if not lake_conn_id:
+        return None
+    from airflow.sdk import BaseHook, ObjectStoragePath
+
+    path = ObjectStoragePath(source, conn_id=lake_conn_id)
+    try:
+        return path.fs
+    except ValueError as err:
+        if "No filesystem registered" not in str(err):
+            raise
+    options = BaseHook.get_connection(lake_conn_id).extra_dejson
+    origin = f"The extra of Airflow connection {lake_conn_id!r}"
+    return make_filesystem(path.protocol or "file", options, origin=origin)
+
+
+def default_state_path() -> str:
+    """``$AIRFLOW_HOME/omnisend_state``: where watermarks live unless ``state_path`` is given."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return os.path.join(home, "omnisend_state")

@@ -1,0 +1,464 @@
+"""Common Data Model folders as written by Dynamics 365 Customer Insights (model.json or manifests).
+
+An export is complete when its manifest lists a refresh and every partition of that refresh exists;
+there is no _SUCCESS marker. A manifest may list partitions of several refreshes (one
+``<Table>/<YYYY>/<MM>/<DD>/<HHMM>/`` folder each): the newest complete refresh wins, so a refresh that
+is still being written is never read half-way.
+
+Partition locations are absolute https://<account>.dfs.core.windows.net URLs in model.json; they are
+mapped onto the folder the user gave, so the same export reads through abfs://, az:// or a local copy.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_omnisend.lake.errors import (
+    EntityNotFound,
+    ExportNotReady,
+    LakeError,
+    ManifestNotFound,
+)
+from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport
+from airflow_provider_omnisend.lake.files import fingerprint
+from airflow_provider_omnisend.lake.fs import Location, list_dir, read_text
+
+MODEL_JSON = "model.json"
+MANIFEST_SUFFIX = ".manifest.cdm.json"
+# <YYYY>/<MM>/<DD>/<HHMM>: the refresh folder Customer Insights writes each export's partitions to.
+_DATE_FOLDERS = tuple(re.compile(rf"^\d{{{n}}}$") for n in (4, 2, 2, 4))
+_CSV_TRAIT = "is.partition.format.csv"
+_PARQUET_TRAIT = "is.partition.format.parquet"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One data file of an entity, already mapped onto the user's folder."""
+
+    location: Location
+    refresh_folder: str | None  # "YYYY/MM/DD/HHMM" when the CI layout is used
+    refresh_time: str | None
+    csv: CsvOptions | None  # None: a Parquet partition
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    columns: tuple[str, ...]
+    partitions: tuple[Partition, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    location: Location  # the manifest file
+    entities: tuple[Entity, ...]
+
+
+# ------------------------------------------------------------------------------------- finding manifests
+
+
+def is_manifest_name(name: str) -> bool:
+    return name == MODEL_JSON or name.endswith(MANIFEST_SUFFIX)
+
+
+def find_manifests(folder: Location) -> list[Location]:
+    """The manifests directly in ``folder``: model.json if present (it is what CI writes for ADLS
+    exports), else every ``*.manifest.cdm.json``."""
+    names = sorted(posixpath.basename(e["name"].rstrip("/")) for e in list_dir(folder))
+    if MODEL_JSON in names:
+        return [folder.child(MODEL_JSON)]
+    manifests = [folder.child(n) for n in names if n.endswith(MANIFEST_SUFFIX)]
+    if not manifests:
+        raise ManifestNotFound(folder.url, found=names)
+    return manifests
+
+
+def load_manifests(manifests: Sequence[Location]) -> list[Manifest]:
+    return [load_manifest(m) for m in manifests]
+
+
+def load_manifest(manifest: Location) -> Manifest:
+    doc = _json(manifest)
+    if manifest.name == MODEL_JSON:
+        return Manifest(location=manifest, entities=tuple(_model_json_entities(manifest, doc)))
+    return Manifest(location=manifest, entities=tuple(_manifest_entities(manifest, doc)))
+
+
+def _json(loc: Location) -> dict[str, Any]:
+    text = read_text(loc, what="the CDM manifest")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LakeError(
+            f"The CDM manifest {loc.url!r} is not valid JSON ({err.msg} at line {err.lineno}). It may still "
+            "be being written; if it stays broken, re-run the export."
+        ) from err
+    if not isinstance(doc, dict):
+        raise LakeError(f"The CDM manifest {loc.url!r} is not a JSON object; is this really a manifest?")
+    return doc
+
+
+# ----------------------------------------------------------------------------------------- model.json
+
+
+def _csv_from_settings(settings: Mapping[str, Any] | None, fallback: CsvOptions) -> CsvOptions:
+    """CsvFormatSettings -> CsvOptions; unset keys keep the fallback (entity/model level settings)."""
+    if not settings:
+        return fallback
+    quote = fallback.quotechar
+    style = str(settings.get("quoteStyle", "")).lower()
+    if style.endswith("none"):
+        quote = None
+    elif style.endswith("csv"):
+        quote = '"'
+    return CsvOptions(
+        header=bool(settings.get("columnHeaders", fallback.header)),
+        delimiter=str(settings.get("delimiter", fallback.delimiter)),
+        quotechar=quote,
+        encoding=str(settings.get("encoding", fallback.encoding)).lower(),
+    )
+
+
+def _is_parquet(settings: Mapping[str, Any] | None, location: str) -> bool:
+    kind = str((settings or {}).get("$type", "")).lower()
+    return "parquet" in kind or urlsplit(location).path.lower().endswith(".parquet")
+
+
+def _model_json_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entity]:
+    folder = manifest.parent()
+    mapper = _LocationMapper(folder)
+    model_csv = _csv_from_settings(doc.get("fileFormatSettings"), CsvOptions(header=False))
+    entities = []
+    for raw in doc.get("entities") or []:
+        name = raw.get("name")
+        if not name:
+            continue
+        columns = tuple(a["name"] for a in raw.get("attributes") or [] if a.get("name"))
+        entity_csv = _csv_from_settings(raw.get("fileFormatSettings"), model_csv)
+        partitions = []
+        for part in raw.get("partitions") or []:
+            location = part.get("location")
+            if not location:
+                continue
+            settings = part.get("fileFormatSettings")
+            loc = mapper.map(location)
+            partitions.append(Partition(
+                location=loc,
+                refresh_folder=_refresh_folder(loc.path),
+                refresh_time=part.get("refreshTime"),
+                csv=None if _is_parquet(settings, location) else _csv_from_settings(settings, entity_csv),
+            ))
+        entities.append(Entity(name=name, columns=columns, partitions=tuple(partitions)))
+    return entities
+
+
+# ------------------------------------------------------------------------------ *.manifest.cdm.json
+
+
+def _trait_arguments(traits: Sequence[Any] | None) -> tuple[str | None, dict[str, str]]:
+    """The partition format trait (csv/parquet) and its arguments, from ``exhibitsTraits``."""
+    for trait in traits or []:
+        ref = trait.get("traitReference") if isinstance(trait, dict) else trait
+        ref = ref.get("traitName", "") if isinstance(ref, dict) else str(ref or "")
+        if ref.lower() in (_CSV_TRAIT, _PARQUET_TRAIT):
+            args = {}
+            for arg in trait.get("arguments") or [] if isinstance(trait, dict) else []:
+                if isinstance(arg, dict) and "name" in arg:
+                    args[str(arg["name"])] = str(arg.get("value", ""))
+            return ref.lower(), args
+    return None, {}
+
+
+def _csv_from_trait(args: Mapping[str, str]) -> CsvOptions:
+    quote = args.get("quote", '"')
+    return CsvOptions(
+        header=args.get("columnHeaders", "false").strip().lower() == "true",
+        delimiter=args.get("delimiter", ","),
+        quotechar=quote or None,
+        encoding=args.get("encoding", "utf-8").lower(),
+    )
+
+
+def _attribute_names(attributes: Sequence[Any]) -> list[str]:
+    """Attribute names from ``hasAttributes``, flattening attribute group references."""
+    names: list[str] = []
+    for attr in attributes or []:
+        if not isinstance(attr, dict):
+            continue
+        if "name" in attr:
+            names.append(str(attr["name"]))
+        group = attr.get("attributeGroupReference")
+        if isinstance(group, dict):
+            names.extend(_attribute_names(group.get("members") or []))
+    return names
+
+
+def _entity_columns(
+    manifest: Location, entity_path: str, cache: dict[str, dict[str, Any]]
+) -> tuple[str, ...]:
+    file_part, _, definition = entity_path.rpartition("/")
+    if not file_part:
+        file_part, definition = entity_path, ""
+    doc_loc = manifest.parent().child(file_part)
+    if doc_loc.path not in cache:
+        cache[doc_loc.path] = _json(doc_loc)
+    for item in cache[doc_loc.path].get("definitions") or []:
+        if not definition or item.get("entityName") == definition:
+            return tuple(_attribute_names(item.get("hasAttributes") or []))
+    raise LakeError(
+        f"The entity definition {definition!r} is not in {doc_loc.url!r} (referenced by entityPath "
+        f"{entity_path!r} in {manifest.url!r}). The manifest and its entity files are out of step: re-run "
+        "the export."
+    )
+
+
+def _manifest_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entity]:
+    folder = manifest.parent()
+    mapper = _LocationMapper(folder)
+    definitions: dict[str, dict[str, Any]] = {}
+    entities = []
+    for raw in doc.get("entities") or []:
+        name = raw.get("entityName")
+        if not name:
+            continue
+        entity_path = raw.get("entityPath") or f"{name}.cdm.json/{name}"
+        columns = _entity_columns(manifest, entity_path, definitions)
+        partitions = []
+        for part in raw.get("dataPartitions") or []:
+            location = part.get("location")
+            if not location:
+                continue
+            kind, args = _trait_arguments(part.get("exhibitsTraits"))
+            loc = mapper.map(location)
+            parquet = kind == _PARQUET_TRAIT or (kind is None and location.lower().endswith(".parquet"))
+            partitions.append(Partition(
+                location=loc,
+                refresh_folder=_refresh_folder(loc.path),
+                refresh_time=part.get("refreshTime") or part.get("lastFileModifiedTime")
+                or raw.get("lastFileModifiedTime"),
+                csv=None if parquet else _csv_from_trait(args),
+            ))
+        entities.append(Entity(name=name, columns=columns, partitions=tuple(partitions)))
+    return entities
+
+
+# ---------------------------------------------------------------------------------- location mapping
+
+
+class _LocationMapper:
+    """Map partition locations onto the folder the user gave (the export folder holding the manifest).
+
+    Relative locations are relative to that folder. For absolute ones (https://…, adls:/…) the part
+    below the export folder is found by, in order: the longest tail of the given folder's path that
+    appears in the location; the CI layout ``<Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file>``; probing the
+    filesystem once for the shortest prefix to drop (remembered for the other partitions).
+    """
+
+    def __init__(self, folder: Location) -> None:
+        self.folder = folder
+        self.folder_segments = [s for s in folder.path.split("/") if s]
+        self._probed: dict[tuple[str, ...], int] = {}
+
+    def map(self, location: str) -> Location:
+        parsed = urlsplit(location)
+        is_absolute = bool(parsed.scheme) or location.startswith("/")
+        path = unquote(parsed.path if parsed.scheme else location)
+        segments = [s for s in path.split("/") if s and s != "."]
+        if not is_absolute:
+            return self.folder.child("/".join(segments))
+        relative = self._by_folder_tail(segments) or self._by_ci_layout(segments) or self._by_probe(segments)
+        if relative is None:
+            raise LakeError(
+                f"Cannot place partition location {location!r} below {self.folder.url!r}: neither the folder "
+                "name nor the CustomerInsights layout <Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file> appears in it, "
+                "and no suffix of it exists in the folder. Point `source` at the folder holding the manifest."
+            )
+        return self.folder.child("/".join(relative))
+
+    def _by_folder_tail(self, segments: list[str]) -> list[str] | None:
+        own = self.folder_segments
+        for size in range(len(own), 0, -1):
+            tail = own[-size:]
+            for start in range(len(segments) - size):
+                if segments[start:start + size] == tail:
+                    return segments[start + size:]
+        return None
+
+    @staticmethod
+    def _by_ci_layout(segments: list[str]) -> list[str] | None:
+        return segments[-6:] if len(segments) >= 6 and _refresh_folder("/".join(segments)) else None
+
+    def _by_probe(self, segments: list[str]) -> list[str] | None:
+        key = tuple(segments[:1])
+        if key in self._probed:
+            return segments[self._probed[key]:]
+        for drop in range(1, len(segments)):
+            if self.folder.fs.exists(self.folder.child("/".join(segments[drop:])).path):
+                self._probed[key] = drop
+                return segments[drop:]
+        return None
+
+
+def _refresh_folder(path: str) -> str | None:
+    segments = path.split("/")
+    if len(segments) >= 5 and all(p.match(s) for p, s in zip(_DATE_FOLDERS, segments[-5:-1], strict=True)):
+        return "/".join(segments[-5:-1])
+    return None
+
+
+# ------------------------------------------------------------------------------- choosing an export
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+def pick_entity(manifests: Sequence[Manifest], *, entity: str | None, segment: str | None) -> Entity:
+    """The explicit ``entity``; else the entity named like ``segment``; else the only entity."""
+    entities = [e for m in manifests for e in m.entities]
+    names = [e.name for e in entities]
+    where = ", ".join(m.location.url for m in manifests)
+    if entity:
+        for e in entities:
+            if e.name == entity:
+                return e
+        matches = [e for e in entities if e.name.lower() == entity.lower()]
+        if len(matches) == 1:
+            return matches[0]
+        raise EntityNotFound(wanted=entity, available=names, manifest=where)
+    if segment:
+        matches = [e for e in entities if _squash(e.name) == _squash(segment)]
+        if len(matches) == 1:
+            return matches[0]
+    if len(entities) == 1:
+        return entities[0]
+    raise EntityNotFound(wanted=segment if segment else None, available=names, manifest=where)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    # .NET writes 7 fractional digits; Python accepts at most 6.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _folder_time(folder: str) -> datetime:
+    year, month, day, hhmm = folder.split("/")
+    return datetime(int(year), int(month), int(day), int(hhmm[:2]), int(hhmm[2:]), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    folder: str  # "YYYY/MM/DD/HHMM", or "" for partitions outside the CI layout
+    partitions: tuple[Partition, ...]
+
+    @property
+    def when(self) -> datetime | None:
+        if self.folder:
+            return _folder_time(self.folder)
+        times = [t for t in (_parse_time(p.refresh_time) for p in self.partitions) if t]
+        return max(times) if times else None
+
+    @property
+    def refresh_time(self) -> str | None:
+        times = [t for t in (_parse_time(p.refresh_time) for p in self.partitions) if t]
+        best = max(times) if times else self.when
+        return best.isoformat().replace("+00:00", "Z") if best else None
+
+
+def group_refreshes(partitions: Sequence[Partition]) -> list[_Refresh]:
+    """Partitions grouped by refresh folder (``<YYYY>/<MM>/<DD>/<HHMM>``), oldest first.
+
+    Partitions outside that layout form one group: their refreshTime values differ per file even
+    within one refresh, so grouping by them would split a refresh and export part of it.
+    """
+    groups: dict[str, list[Partition]] = defaultdict(list)
+    for part in partitions:
+        groups[part.refresh_folder or ""].append(part)
+    refreshes = [_Refresh(folder=key, partitions=tuple(parts)) for key, parts in groups.items()]
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(refreshes, key=lambda r: (r.when or epoch, r.folder))
+
+
+def _check_files(
+    refresh: _Refresh, listings: dict[str, dict[str, dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Details of the partition files of ``refresh`` that exist, and how many are missing.
+
+    Each folder is listed once (not one request per file), which matters on object stores.
+    """
+    found, missing = [], 0
+    for part in refresh.partitions:
+        folder = part.location.parent()
+        if folder.path not in listings:
+            listings[folder.path] = {e["name"].rstrip("/"): e for e in list_dir(folder)}
+        entry = listings[folder.path].get(part.location.path)
+        if entry is None or entry.get("type") == "directory":
+            missing += 1
+        else:
+            found.append(entry)
+    return found, missing
+
+
+def resolve_cdm(
+    source: str, manifest_files: Sequence[Location], *, entity: str | None, segment: str | None
+) -> ResolvedExport:
+    """The newest complete refresh of the chosen entity; ExportNotReady when there is none yet."""
+    folder = manifest_files[0].parent()
+    manifests = load_manifests(manifest_files)
+    chosen = pick_entity(manifests, entity=entity, segment=segment)
+    if not chosen.columns:
+        raise LakeError(
+            f"Entity {chosen.name!r} in {folder.url!r} declares no attributes, so its columns are unknown. "
+            "Re-run the export; the manifest looks incomplete."
+        )
+    refreshes = group_refreshes(chosen.partitions)
+    if not refreshes:
+        raise ExportNotReady(source, reason=f"the manifest lists no partitions for entity {chosen.name!r}")
+    listings: dict[str, dict[str, dict[str, Any]]] = {}
+    newest_missing = 0
+    for refresh in reversed(refreshes):
+        entries, missing = _check_files(refresh, listings)
+        if missing:
+            newest_missing = newest_missing or missing
+            continue
+        formats = {p.csv for p in refresh.partitions}
+        if len(formats) > 1:
+            raise LakeError(
+                f"Refresh {refresh.folder or '(latest)'!r} of entity {chosen.name!r} in {folder.url!r} mixes "
+                "partition formats (CSV settings differ between partitions); re-run the export."
+            )
+        key = refresh.folder or refresh.refresh_time or fingerprint(folder, entries)
+        return ResolvedExport(
+            source=source,
+            format="cdm",
+            export_id=f"cdm:{chosen.name}:{key}",
+            files=tuple(p.location.url for p in refresh.partitions),
+            columns=chosen.columns,
+            entity=chosen.name,
+            csv=formats.pop(),
+            refresh_time=refresh.refresh_time,
+        )
+    newest = refreshes[-1]
+    raise ExportNotReady(
+        source,
+        reason=(
+            f"entity {chosen.name!r}: the newest refresh {newest.folder or '(latest)'!r} still misses "
+            f"{newest_missing} of {len(newest.partitions)} partition file(s), and no older refresh is "
+            "complete"
+        ),
+    )

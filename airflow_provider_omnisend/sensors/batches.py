@@ -1,0 +1,89 @@
+"""OmnisendBatchSensor: wait until Omnisend has processed the given batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_omnisend.export.confirm import TERMINAL_STATUSES, BatchConfirmer
+from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
+from airflow_provider_omnisend.triggers.batches import OmnisendBatchTrigger
+
+COUNT_KEYS = ("status", "totalCount", "finishedCount", "errorsCount")
+
+
+def load_batch_ids(batch_ids: Sequence[str] | str | None) -> list[str]:
+    """Batch ids given as a list, a comma-separated string, or the path of a file with one per line
+    (the export operator's ``batch_ids_path``)."""
+    if not batch_ids:
+        return []
+    if isinstance(batch_ids, str):
+        path = Path(batch_ids)
+        if "\n" not in batch_ids and path.is_file():
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        return [part.strip() for part in batch_ids.split(",") if part.strip()]
+    return [str(b) for b in batch_ids]
+
+
+def batch_counts(hook: OmnisendHook, batch_ids: Sequence[str]) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """(all terminal?, per-batch status and counts), confirmed in bulk through list pages."""
+    summaries = BatchConfirmer(hook.get_client()).summaries(batch_ids)
+    counts = {bid: {k: summaries[bid].get(k) for k in COUNT_KEYS} for bid in batch_ids}
+    done = all(c["status"] in TERMINAL_STATUSES for c in counts.values())
+    return done, counts
+
+
+class OmnisendBatchSensor(BaseSensorOperator):
+    """Wait until every batch is ``finished`` or ``stopped``; return each batch's counts.
+
+    :param batch_ids: a list, or the path of a file with one id per line (e.g. the export summary's
+        ``batch_ids_path``). Templated, so ``{{ ti.xcom_pull(...)['batch_ids_path'] }}`` works.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("batch_ids", "omnisend_conn_id")
+
+    def __init__(self, *, batch_ids: Sequence[str] | str | None,
+                 omnisend_conn_id: str = OmnisendHook.default_conn_name, deferrable: bool = False,
+                 poll_interval: float = 30.0, **kwargs: Any) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.batch_ids = batch_ids
+        self.omnisend_conn_id = omnisend_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        ids = load_batch_ids(self.batch_ids)
+        if not ids:
+            return PokeReturnValue(is_done=True, xcom_value={})
+        done, counts = batch_counts(OmnisendHook(self.omnisend_conn_id), ids)
+        if not done:
+            waiting = sum(1 for c in counts.values() if c["status"] not in TERMINAL_STATUSES)
+            self.log.info("%d of %d Omnisend batches still processing", waiting, len(ids))
+        return PokeReturnValue(is_done=done, xcom_value=counts if done else None)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)  # defer only when the first look says "not yet"
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=OmnisendBatchTrigger(omnisend_conn_id=self.omnisend_conn_id,
+                                         batch_ids=load_batch_ids(self.batch_ids),
+                                         poll_interval=self.poll_interval),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+        return None
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") != "success":
+            raise AirflowException(f"Waiting for Omnisend batches failed: {event.get('message')}")
+        return event["counts"]
