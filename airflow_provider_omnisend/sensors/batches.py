@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
+import fsspec
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
@@ -17,15 +17,17 @@ from airflow_provider_omnisend.triggers.batches import OmnisendBatchTrigger
 COUNT_KEYS = ("status", "totalCount", "finishedCount", "errorsCount")
 
 
-def load_batch_ids(batch_ids: Sequence[str] | str | None) -> list[str]:
-    """Batch ids given as a list, a comma-separated string, or the path of a file with one per line
-    (the export operator's ``batch_ids_path``)."""
+def load_batch_ids(batch_ids: Sequence[str] | Mapping[str, Any] | str | None) -> list[str]:
+    """Batch ids given as a list, a comma-separated string, a file URL with one id per line, or the
+    export operator's summary (its ``batch_ids``, else its ``batch_ids_path``)."""
     if not batch_ids:
         return []
+    if isinstance(batch_ids, Mapping):
+        return load_batch_ids(batch_ids.get("batch_ids") or batch_ids.get("batch_ids_path"))
     if isinstance(batch_ids, str):
-        path = Path(batch_ids)
-        if "\n" not in batch_ids and path.is_file():
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if "," not in batch_ids and ("://" in batch_ids or batch_ids.startswith("/")):
+            with fsspec.open(batch_ids, "r") as fh:
+                return [line.strip() for line in fh.read().splitlines() if line.strip()]
         return [part.strip() for part in batch_ids.split(",") if part.strip()]
     return [str(b) for b in batch_ids]
 
@@ -41,14 +43,14 @@ def batch_counts(hook: OmnisendHook, batch_ids: Sequence[str]) -> tuple[bool, di
 class OmnisendBatchSensor(BaseSensorOperator):
     """Wait until every batch is ``finished`` or ``stopped``; return each batch's counts.
 
-    :param batch_ids: a list, or the path of a file with one id per line (e.g. the export summary's
-        ``batch_ids_path``). Templated, so ``{{ ti.xcom_pull(...)['batch_ids_path'] }}`` works.
+    :param batch_ids: a list, a file URL with one id per line, or the export operator's summary
+        (pass ``export.output``).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
     template_fields: Sequence[str] = ("batch_ids", "omnisend_conn_id")
 
-    def __init__(self, *, batch_ids: Sequence[str] | str | None,
+    def __init__(self, *, batch_ids: Sequence[str] | Mapping[str, Any] | str | None,
                  omnisend_conn_id: str = OmnisendHook.default_conn_name, deferrable: bool = False,
                  poll_interval: float = 30.0, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", poll_interval)

@@ -10,7 +10,7 @@ pyarrow in slices (vectorised), so millions of rows are fine.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ def write_cdm_export(
     extra_entities: Sequence[str] = (),
     settings_on: str = "partition",
     layout: str = "model.json",
+    more_entities: Mapping[str, Iterable[Sequence[Any]] | pa.Table] | None = None,
 ) -> Path:
     """Write a CDM export below ``root`` (the container); return the export folder.
 
@@ -98,7 +99,8 @@ def write_cdm_export(
     ``incomplete_last`` leaves the newest refresh's last partition unwritten (listed, not yet there).
     ``layout``: "model.json" (absolute https:// locations; ``extra_entities`` adds entities with the
     same columns and no partitions; ``settings_on`` puts fileFormatSettings on the "partition", "entity"
-    or "model") or "manifest" (see :func:`write_manifest_export`).
+    or "model") or "manifest" (see :func:`write_manifest_export`). ``more_entities`` writes further
+    entities (segments) with their own rows into the same model.json, as one export of several segments.
     """
     table = _as_table(columns, rows)
     export_dir = Path(root) / f"CustomerInsights_{instance_id}" / export_name
@@ -116,26 +118,34 @@ def write_cdm_export(
         "quoteStyle": "QuoteStyle.Csv", "csvStyle": "CsvStyle.QuoteAlways", "encoding": "UTF-8",
     }
     attributes = [{"name": c, "dataType": "string"} for c in columns]
-    partitions_json = []
-    for refresh_time, rel in listed:
-        part: dict[str, Any] = {
-            "name": rel.rsplit("/", 1)[1].removesuffix(".csv"),
-            "refreshTime": refresh_time,
-            "location": f"{base_url}/{rel}",
-        }
-        if settings_on == "partition":
-            part["fileFormatSettings"] = settings
-        partitions_json.append(part)
-    main: dict[str, Any] = {"$type": "LocalEntity", "name": entity, "attributes": attributes,
-                            "partitions": partitions_json}
-    if settings_on == "entity":
-        main["fileFormatSettings"] = settings
+
+    def entity_json(name: str, listed: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        partitions_json = []
+        for refresh_time, rel in listed:
+            part: dict[str, Any] = {
+                "name": rel.rsplit("/", 1)[1].removesuffix(".csv"),
+                "refreshTime": refresh_time,
+                "location": f"{base_url}/{rel}",
+            }
+            if settings_on == "partition":
+                part["fileFormatSettings"] = settings
+            partitions_json.append(part)
+        doc: dict[str, Any] = {"$type": "LocalEntity", "name": name, "attributes": attributes,
+                               "partitions": partitions_json}
+        if settings_on == "entity":
+            doc["fileFormatSettings"] = settings
+        return doc
+
+    entities = [entity_json(entity, listed)]
+    for name, more_rows in (more_entities or {}).items():
+        more_listed = _write_refreshes(export_dir, entity=name, table=_as_table(columns, more_rows),
+                                       partitions=partitions, refresh_times=refresh_times, header=header,
+                                       delimiter=delimiter, incomplete_last=incomplete_last)
+        entities.append(entity_json(name, more_listed))
+    entities += [entity_json(name, []) for name in extra_entities]
     model: dict[str, Any] = {
         "name": export_name, "description": "Customer Insights export", "version": "1.0",
-        "entities": [main] + [
-            {"$type": "LocalEntity", "name": name, "attributes": attributes, "partitions": []}
-            for name in extra_entities
-        ],
+        "entities": entities,
     }
     if settings_on == "model":
         model["fileFormatSettings"] = settings

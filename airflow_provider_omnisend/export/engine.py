@@ -1,0 +1,539 @@
+"""ExportEngine: one segment export, from lake batches to confirmed Omnisend contacts.
+
+The flow (no Airflow here; the operator only translates):
+
+1. **prepare**: stream the lake's batches through map → validate → de-duplicate → payload JSON into a
+   local staging Parquet; invalid rows and duplicates go to the rejects file.
+2. **limit**: more valid profiles than ``max_profiles`` fails here, before anything is sent.
+3. **diff**: compare with the last snapshot (keyed hashes, no PII): only new and changed contacts are sent.
+4. **push**: chunks within the version's item cap and 1 MB go to ``POST /batches`` from a bounded pool of
+   senders, inside the client's rate budget. Submitted batch ids are checkpointed in the progress store.
+5. **confirm**: batches are confirmed in bulk (``GET /batches`` pages), per-item errors read only for
+   batches that report some; transient item failures are sent once more, the rest rejected with
+   Omnisend's message. Confirmed chunks are journaled under ``state_dir`` so a retry skips them.
+6. **mirror** (optional): contacts that left the segment lose the segment tag, and nothing else.
+7. **snapshot**: written atomically, only after every batch was confirmed, without rejected rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import fsspec
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendValidationError
+from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
+from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcome
+from airflow_provider_omnisend.export.hashing import hash_strings
+from airflow_provider_omnisend.export.mapping import MappingSpec
+from airflow_provider_omnisend.export.payload import (
+    batch_body,
+    item_byte_lengths,
+    oversized_items,
+    plan_chunks,
+)
+from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
+from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, ProgressStore
+from airflow_provider_omnisend.export.rejects import RejectsWriter
+from airflow_provider_omnisend.export.snapshot import diff, load_state, merge_snapshot, write_snapshot
+
+log = logging.getLogger(__name__)
+
+#: Chunk numbers of the retry round start here, apart from the first round's.
+RETRY_CHUNK_BASE = 1 << 40
+STAGING_READ_ROWS = 65_536
+#: Up to this many batch ids travel in the summary (XCom); more go to a file.
+INLINE_BATCH_IDS = 50
+
+
+class ExportLimitError(ValueError):
+    """The export holds more profiles than ``max_profiles`` allows; nothing was sent."""
+
+
+class RejectRatioExceeded(RuntimeError):
+    """More rows were rejected than ``max_reject_ratio`` tolerates (the summary is attached)."""
+
+    def __init__(self, message: str, summary: ExportSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class ContactApi(Protocol):
+    """What the engine needs of :class:`~airflow_provider_omnisend.api.client.OmnisendClient`."""
+
+    def create_batch(self, items: Any = None, endpoint: str = ..., method: str = ..., *,
+                     body: bytes | None = None) -> dict[str, Any]: ...
+    def get_batch(self, batch_id: str) -> dict[str, Any]: ...
+    def get_batch_items(self, batch_id: str) -> dict[str, Any]: ...
+    def list_batches(self, *, endpoint: str = ..., offset: int = ..., limit: int = ...,
+                     status: str | None = ...) -> dict[str, Any]: ...
+    def list_contacts(self, *, page_size: int = ..., **filters: Any) -> Iterator[dict[str, Any]]: ...
+    def remove_tags(self, tags: Any, emails: Any = (), *, contact_ids: Any = ()) -> int: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    segment: str
+    #: The tag marking segment members (``mode="mirror"`` removes it from those who left); None = off.
+    segment_tag: str | None = None
+    max_profiles: int | None = 1_000_000
+    max_reject_ratio: float = 0.05
+    incremental: bool = True
+    full_refresh: bool = False
+    mode: str = "upsert"
+    dry_run: bool = False
+    batch_item_cap: int = 100
+    max_body_bytes: int = MAX_BATCH_BODY_BYTES
+    max_in_flight: int = 8
+    #: Confirm pending batches in bulk once this many are unconfirmed.
+    confirm_every: int = 200
+    poll_interval: float = 2.0
+    confirm_timeout: float = 3600.0
+    progress_interval: float = 5.0
+    dry_run_sample: int = 20
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("upsert", "mirror"):
+            raise ValueError(f"mode must be 'upsert' or 'mirror', got {self.mode!r}")
+        if not 0 <= self.max_reject_ratio <= 1:
+            raise ValueError(f"max_reject_ratio must be between 0 and 1, got {self.max_reject_ratio}")
+        if self.mode == "mirror" and not self.segment_tag:
+            raise ValueError("mode='mirror' removes the segment tag from who left, so it needs a segment tag")
+
+
+@dataclass
+class ExportSummary:
+    segment: str
+    rows_read: int = 0
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    sent: int = 0
+    batches: int = 0
+    resent_batches: int = 0
+    retried_items: int = 0
+    api_rejected: int = 0
+    untagged: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    rejects_path: str | None = None
+    sample_path: str | None = None
+    batch_ids: list[str] = field(default_factory=list)
+    batch_ids_path: str | None = None
+    dry_run: bool = False
+    resumed: bool = False
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Chunk:
+    number: int
+    positions: np.ndarray  # staging row positions
+    keys: np.ndarray       # keyed e-mail hashes, to map Omnisend's echoed items back to rows
+    body: bytes
+
+
+class ExportEngine:
+    """Runs one export. Build a new engine per run."""
+
+    def __init__(
+        self,
+        *,
+        client: ContactApi,
+        spec: MappingSpec,
+        options: ExportOptions,
+        state_dir: str,
+        work_dir: str | Path,
+        artifacts_dir: str | Path,
+        rejects: RejectsWriter,
+        progress: ProgressStore,
+        export_id: str = "",
+        storage_options: dict | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.options = options
+        self.state_dir = state_dir
+        self.work_dir = Path(work_dir)
+        self.artifacts_dir = Path(artifacts_dir)
+        self.rejects = rejects
+        self.progress = progress
+        self.export_id = export_id
+        self.storage_options = storage_options
+        self.clock = clock
+        self.confirmer = BatchConfirmer(client, poll_interval=options.poll_interval,
+                                        timeout=options.confirm_timeout)
+        self.batch_ids: list[str] = []
+        # staging position -> (reason, detail, transient); later records override earlier ones
+        self.failures: dict[int, tuple[str, str, bool]] = {}
+
+    # ------------------------------------------------------------------ the whole run
+    def run(self, batches: Iterable[pa.RecordBatch]) -> ExportSummary:
+        started = self.clock()
+        opts = self.options
+        summary = ExportSummary(segment=opts.segment, dry_run=opts.dry_run)
+        state = load_state(self.state_dir, storage_options=self.storage_options)
+        self.hash_key = state.hash_key
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        prep = prepare_export(batches, self.spec, staging_dir=str(self.work_dir), rejects=self.rejects,
+                              hash_key=state.hash_key)
+        self.staging_path = prep.staging_path
+        self._count_prepared(summary, prep)
+        if opts.max_profiles is not None and prep.valid > opts.max_profiles:
+            raise ExportLimitError(
+                f"Segment {opts.segment!r} has {prep.valid:,} valid profiles ({prep.rows_read:,} rows read), "
+                f"more than max_profiles={opts.max_profiles:,}. Nothing was sent. Raise max_profiles if "
+                "this size is expected, or check the export for a broken filter.")
+        use_snapshot = opts.incremental and not opts.full_refresh
+        delta = diff(prep.staging_path, state.table if use_snapshot else None)
+        summary.new, summary.changed = delta.new, delta.changed
+        summary.unchanged, summary.removed = delta.unchanged, delta.removed
+        send = np.asarray(delta.send, dtype=bool)
+        log.info("Segment %r: %d rows read, %d valid, %d rejected (%d duplicates); %d new, %d changed, "
+                 "%d unchanged, %d removed", opts.segment, prep.rows_read, prep.valid, prep.rejected,
+                 prep.duplicates, delta.new, delta.changed, delta.unchanged, delta.removed)
+        if opts.dry_run:
+            summary.sample_path = self._write_sample(send)
+            summary.sent = int(send.sum())
+            summary.duration_s = round(self.clock() - started, 3)
+            return summary
+
+        plan = self._plan_digest(send)
+        journal = Journal(self.state_dir, plan, storage_options=self.storage_options)
+        self._push(send, plan, journal, summary)
+        if opts.mode == "mirror" and delta.removed:
+            summary.untagged = self._untag_removed(delta.removed_table)
+        accepted = send.copy()
+        if self.failures:
+            accepted[np.fromiter(self.failures.keys(), dtype=np.int64)] = False
+        # Unchanged rows keep their entry; failed ones are left to be sent again next run.
+        table = merge_snapshot(state.table if use_snapshot else None, prep.staging_path, accepted, None)
+        write_snapshot(self.state_dir, table, hash_key=state.hash_key, config_digest=self.spec.config_digest,
+                       storage_options=self.storage_options)
+        journal.clear()
+        self.progress.delete(PROGRESS_KEY)
+        self._record_batch_ids(summary, plan)
+        summary.duration_s = round(self.clock() - started, 3)
+        total = summary.rows_read
+        summary.rejected = prep.rejected + summary.api_rejected
+        if total and summary.rejected / total > opts.max_reject_ratio:
+            raise RejectRatioExceeded(
+                f"Segment {opts.segment!r}: {summary.rejected:,} of {total:,} rows were rejected "
+                f"({summary.rejected / total:.1%}), above max_reject_ratio={opts.max_reject_ratio:.1%}. "
+                f"Accepted rows are in Omnisend; see the reasons in {summary.rejects_path}.", summary)
+        return summary
+
+    # ------------------------------------------------------------------ steps
+    def _count_prepared(self, summary: ExportSummary, prep: PrepareResult) -> None:
+        summary.rows_read, summary.valid = prep.rows_read, prep.valid
+        summary.rejected, summary.duplicates = prep.rejected, prep.duplicates
+        summary.reasons = dict(prep.reasons)
+        summary.rejects_path = self.rejects.path
+
+    def _plan_digest(self, send: np.ndarray) -> str:
+        digest = hashlib.sha256()
+        digest.update(self.spec.config_digest.encode())
+        digest.update(self.export_id.encode())
+        fps = pq.read_table(self.staging_path, columns=["fp"])["fp"].to_numpy()
+        digest.update(np.ascontiguousarray(fps[send]).tobytes())
+        digest.update(str(self.options.batch_item_cap).encode())
+        return digest.hexdigest()[:32]
+
+    def _iter_chunks(self, send: np.ndarray) -> Iterator[_Chunk]:
+        """The first round's chunks, deterministic for a given staging file, mask and caps."""
+        opts = self.options
+        number = 0
+        offset = 0
+        for batch in pq.ParquetFile(self.staging_path).iter_batches(
+                batch_size=STAGING_READ_ROWS, columns=["key", "item"]):
+            n = batch.num_rows
+            mask = send[offset:offset + n]
+            positions = np.flatnonzero(mask) + offset
+            offset += n
+            if not len(positions):
+                continue
+            picked = batch.filter(pa.array(mask))
+            items = picked.column("item")
+            lengths = item_byte_lengths(items)
+            oversized = np.zeros(len(lengths), dtype=bool)
+            oversized[oversized_items(lengths, max_body_bytes=opts.max_body_bytes)] = True
+            if oversized.any():
+                too_large = ("item_too_large",
+                             f"the contact's JSON does not fit a {opts.max_body_bytes}-byte batch", False)
+                for pos in positions[oversized].tolist():
+                    self.failures[pos] = too_large
+            keys = picked.column("key").to_numpy()
+            for start, stop in plan_chunks(np.where(oversized, 0, lengths), max_items=opts.batch_item_cap,
+                                           max_body_bytes=opts.max_body_bytes):
+                sel = np.arange(start, stop)
+                sel = sel[~oversized[start:stop]]
+                if not len(sel):
+                    continue
+                body = batch_body(items.take(pa.array(sel)))
+                yield _Chunk(number, positions[sel], keys[sel], body)
+                number += 1
+
+    def _push(self, send: np.ndarray, plan: str, journal: Journal, summary: ExportSummary) -> None:
+        saved = self.progress.get(PROGRESS_KEY) or {}
+        submitted: dict[str, str] = saved.get("submitted", {}) if saved.get("plan") == plan else {}
+        done = journal.load()
+        summary.resumed = bool(submitted or done.confirmed_chunks)
+        for pos, reason, detail, transient in zip(done.failed_pos.tolist(), done.failed_reason,
+                                                  done.failed_detail, done.failed_transient.tolist(),
+                                                  strict=True):
+            self.failures[pos] = (reason, detail, transient)
+        if summary.resumed:
+            log.info("Resuming: %d chunks already confirmed, %d submitted batches to confirm",
+                     len(done.confirmed_chunks), len(submitted))
+        total = int(send.sum())
+        tracker = _Progress(total, self.options.progress_interval, self.clock)
+        pending: dict[str, _Chunk] = {}
+        last_saved = [0.0]
+
+        def checkpoint(force: bool = False) -> None:
+            now = self.clock()
+            if force or now - last_saved[0] >= 1.0:
+                self.progress.set(PROGRESS_KEY, {"plan": plan, "submitted": {
+                    str(chunk.number): bid for bid, chunk in pending.items()}})
+                last_saved[0] = now
+
+        def confirm(block: bool) -> None:
+            outcomes = (self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending)))
+            if not outcomes:
+                return
+            self._record_outcomes(outcomes, pending, journal)
+            for bid in outcomes:
+                chunk = pending.pop(bid)
+                tracker.advance(len(chunk.positions))
+            checkpoint(force=True)
+
+        resumed_ids = {int(k): v for k, v in submitted.items()}
+        with ThreadPoolExecutor(max_workers=self.options.max_in_flight,
+                                thread_name_prefix="omnisend-push") as pool:
+            in_flight: dict[Future, _Chunk] = {}
+            for chunk in self._iter_chunks(send):
+                if chunk.number in done.confirmed_chunks:
+                    tracker.advance(len(chunk.positions))
+                    continue
+                if chunk.number in resumed_ids:
+                    pending[resumed_ids[chunk.number]] = chunk  # submitted before the crash: confirm only
+                    continue
+                while len(in_flight) >= self.options.max_in_flight:
+                    self._collect(in_flight, pending, summary, wait_first=True)
+                    checkpoint()
+                in_flight[pool.submit(self._send_chunk, chunk)] = chunk
+                if len(pending) >= self.options.confirm_every:
+                    confirm(block=False)
+                tracker.maybe_log()
+            while in_flight:
+                self._collect(in_flight, pending, summary, wait_first=True)
+            checkpoint(force=True)
+        confirm(block=True)
+        self._retry_transient(journal, summary, tracker)
+        summary.sent = total
+        summary.batches = len(self.batch_ids)
+        summary.resent_batches = len(resumed_ids)
+        self._reject_failures(summary)
+        tracker.log(final=True)
+
+    def _send_chunk(self, chunk: _Chunk) -> str | OmnisendValidationError:
+        try:
+            response = self.client.create_batch(body=chunk.body)
+        except OmnisendValidationError as err:
+            return err  # the whole batch was refused: its rows are rejected with Omnisend's message
+        batch_id = response.get("batchID")
+        if not batch_id:
+            raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r}")
+        return str(batch_id)
+
+    def _collect(self, in_flight: dict[Future, _Chunk], pending: dict[str, _Chunk],
+                 summary: ExportSummary, *, wait_first: bool) -> None:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED if wait_first else "ALL_COMPLETED")
+        for future in finished:
+            chunk = in_flight.pop(future)
+            chunk.body = b""  # sent: keep memory bounded (a retry rebuilds its body from staging)
+            result = future.result()  # auth/version/network errors propagate: progress is saved
+            if isinstance(result, OmnisendValidationError):
+                for pos in chunk.positions.tolist():
+                    self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
+                continue
+            self.batch_ids.append(result)
+            pending[result] = chunk
+
+    def _record_outcomes(self, outcomes: dict[str, BatchOutcome], pending: dict[str, _Chunk],
+                         journal: Journal) -> None:
+        chunks, f_pos, f_reason, f_detail, f_transient, f_chunk = [], [], [], [], [], []
+        for bid, outcome in outcomes.items():
+            chunk = pending[bid]
+            chunks.append(chunk.number)
+            if outcome.clean:
+                for pos in chunk.positions.tolist():
+                    self.failures.pop(pos, None)
+                continue
+            by_key = dict(zip(chunk.keys.tolist(), chunk.positions.tolist(), strict=True))
+            ok = self._positions(by_key, outcome.succeeded)
+            failed: dict[int, tuple[str, str, bool]] = {}
+            for failure in outcome.failures:
+                for pos in self._positions(by_key, [failure.email] if failure.email else []):
+                    reason = "omnisend_transient_error" if failure.transient else "omnisend_rejected"
+                    failed[pos] = (reason, failure.message, failure.transient)
+            for pos in chunk.positions.tolist():
+                if pos in failed:
+                    self.failures[pos] = failed[pos]
+                elif pos in ok:
+                    self.failures.pop(pos, None)
+                else:  # never processed (stopped batch): worth one more try
+                    self.failures[pos] = ("omnisend_not_processed",
+                                          f"batch {bid} ended {outcome.status} before this item", True)
+            for pos, (reason, detail, transient) in failed.items():
+                f_pos.append(pos)
+                f_reason.append(reason)
+                f_detail.append(detail)
+                f_transient.append(transient)
+                f_chunk.append(chunk.number)
+        journal.append(chunks, failed_pos=f_pos, reasons=f_reason, details=f_detail, transient=f_transient,
+                       failed_chunk=f_chunk)
+
+    def _positions(self, by_key: dict[int, int], emails: list[str]) -> set[int]:
+        if not emails:
+            return set()
+        keys = hash_strings(pa.array([e.strip().lower() for e in emails], pa.string()), key=self.hash_key)
+        return {by_key[k] for k in keys.tolist() if k in by_key}
+
+    def _retry_transient(self, journal: Journal, summary: ExportSummary, tracker: _Progress) -> None:
+        """Send the rows that failed for a transient reason once more, in fresh batches."""
+        retry = np.array(sorted(p for p, (_, _, transient) in self.failures.items() if transient),
+                         dtype=np.int64)
+        if not len(retry):
+            return
+        summary.retried_items = len(retry)
+        log.info("Retrying %d items that failed for a transient reason", len(retry))
+        mask = np.zeros(pq.ParquetFile(self.staging_path).metadata.num_rows, dtype=bool)
+        mask[retry] = True
+        pending: dict[str, _Chunk] = {}
+        for chunk in self._iter_chunks(mask):
+            chunk.number += RETRY_CHUNK_BASE
+            result = self._send_chunk(chunk)
+            if isinstance(result, OmnisendValidationError):
+                for pos in chunk.positions.tolist():
+                    self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
+                continue
+            self.batch_ids.append(result)
+            pending[result] = chunk
+        outcomes = self.confirmer.wait(list(pending))
+        self._record_outcomes(outcomes, pending, journal)
+
+    def _reject_failures(self, summary: ExportSummary) -> None:
+        if not self.failures:
+            return
+        by_reason: dict[str, tuple[list[int], list[str]]] = {}
+        for pos, (reason, detail, _) in sorted(self.failures.items()):
+            rows, details = by_reason.setdefault(reason, ([], []))
+            rows.append(pos)
+            details.append(detail)
+        rows_col = pq.read_table(self.staging_path, columns=["row"])["row"]
+        for reason, (positions, details) in by_reason.items():
+            input_rows = rows_col.take(pa.array(positions)).to_numpy()
+            self.rejects.add(input_rows, reason, details)
+            summary.reasons[reason] = summary.reasons.get(reason, 0) + len(positions)
+        summary.api_rejected = len(self.failures)
+
+    def _untag_removed(self, removed: pa.Table) -> int:
+        """Remove the segment tag from contacts that left the segment: list the tag's holders, match
+        their hashed e-mails against the removed keys, and untag those by contact id."""
+        tag = self.options.segment_tag
+        gone = set(removed.column("key").to_numpy().tolist())
+        ids: list[str] = []
+        page: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            emails = pa.array([(c.get("email") or "").strip().lower() for c in page], pa.string())
+            keys = hash_strings(emails, key=self.hash_key).tolist()
+            ids.extend(c["id"] for c, k in zip(page, keys, strict=True) if k in gone and c.get("id"))
+            page.clear()
+
+        for contact in self.client.list_contacts(tag=tag):
+            page.append(contact)
+            if len(page) >= 1000:
+                flush()
+        flush()
+        if ids:
+            self.client.remove_tags([tag], contact_ids=ids)
+        log.info("Mirror: removed tag %r from %d contacts that left the segment (%d expected)",
+                 tag, len(ids), len(gone))
+        return len(ids)
+
+    def _write_sample(self, send: np.ndarray) -> str:
+        picked = np.flatnonzero(send)[: self.options.dry_run_sample]
+        items = pq.read_table(self.staging_path, columns=["item"])["item"].take(pa.array(picked))
+        body = {"method": "POST", "endpoint": "contacts",
+                "items": [orjson.loads(s) for s in items.to_pylist()]}
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        path = self.artifacts_dir / "payload-sample.json"
+        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+        path.chmod(0o600)
+        return str(path)
+
+    def _record_batch_ids(self, summary: ExportSummary, plan: str) -> None:
+        """Few batch ids go into the summary itself; many go to a file under ``state_dir``, which any
+        worker can read (the confirmation task may run elsewhere)."""
+        if len(self.batch_ids) <= INLINE_BATCH_IDS:
+            summary.batch_ids = list(self.batch_ids)
+            return
+        fs, root = fsspec.core.url_to_fs(self.state_dir, **(self.storage_options or {}))
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = posixpath.join(root, "batches", f"{stamp}-{plan[:12]}.txt")
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with fs.open(path, "w") as fh:
+            fh.write("\n".join(self.batch_ids) + "\n")
+        summary.batch_ids_path = fs.unstrip_protocol(path)
+
+
+class _Progress:
+    """Logs rows done of the total, the rate and an ETA every few seconds."""
+
+    def __init__(self, total: int, interval: float, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.interval = interval
+        self.clock = clock
+        self.done = 0
+        self.started = clock()
+        self.last = self.started
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.maybe_log()
+
+    def maybe_log(self) -> None:
+        if self.clock() - self.last >= self.interval:
+            self.log()
+
+    def log(self, final: bool = False) -> None:
+        now = self.clock()
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        log.info("%s %d/%d contacts confirmed (%.1f%%), %.0f contacts/min, ETA %s",
+                 "Done:" if final else "Progress:", self.done, self.total, pct, rate * 60,
+                 "0s" if final else (f"{eta:.0f}s" if eta != float("inf") else "unknown"))

@@ -1,0 +1,262 @@
+"""The Omnisend field catalogue and ``MappingSpec``: which lake column feeds which Omnisend field.
+
+Why a validated spec object: every mistake a user can make in the mapping (an unknown field, a column
+that is not in the export, too many tags) is found here, before any byte is read from the lake or sent
+to Omnisend, and the error names the valid choices.
+
+Field limits: Omnisend's OpenAPI (2026-03-15) declares no lengths for contact text fields. We cap names,
+address, city, state and country at 255 characters (the usual database column size behind such forms),
+postal codes at 32, custom property values at 2048 and tags at 255: a longer value is almost surely a
+data error (a pasted document, a concatenation bug), and rejecting the row with a reason is better than
+having Omnisend fail or truncate it somewhere we cannot see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+FieldKind = Literal["email", "phone", "text", "country_code", "gender", "birthdate", "timestamp"]
+
+#: Bump when the JSON produced for the same mapping changes, so every fingerprint changes with it.
+PAYLOAD_FORMAT_VERSION = 1
+
+CHANNEL_STATUSES: tuple[str, ...] = ("subscribed", "nonSubscribed", "unsubscribed")
+MAX_TAGS = 100  # ContactRequest.tags maxItems
+MAX_TAG_LENGTH = 255
+MAX_CUSTOM_PROPERTY_NAME_LENGTH = 128
+CUSTOM_PROPERTY_MAX_LENGTH = 2048
+
+#: Column names in the normalised table for channel statuses and custom properties (fields use their name).
+EMAIL_STATUS_SLOT = "channels.email"
+SMS_STATUS_SLOT = "channels.sms"
+
+
+def custom_property_slot(name: str) -> str:
+    """Column name, in the normalised table, of custom property ``name``."""
+    return f"customProperties.{name}"
+
+
+class MappingError(ValueError):
+    """The mapping configuration cannot work; the message says what is wrong and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One mappable Omnisend contact field: how its values are checked and how long they may be."""
+
+    name: str
+    kind: FieldKind
+    max_length: int | None
+    description: str
+
+
+#: Catalogue order is payload order and the order in which row problems are checked.
+FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec("email", "email", 254, "e-mail address (required; lower-cased)"),
+        FieldSpec("phone", "phone", None, "phone number, E.164 after removing spaces, dashes, dots, ()"),
+        FieldSpec("firstName", "text", 255, "first name"),
+        FieldSpec("lastName", "text", 255, "last name"),
+        FieldSpec("address", "text", 255, "street address"),
+        FieldSpec("city", "text", 255, "city"),
+        FieldSpec("state", "text", 255, "state or region"),
+        FieldSpec("postalCode", "text", 32, "postal or ZIP code"),
+        FieldSpec("country", "text", 255, "country name (free text)"),
+        FieldSpec("countryCode", "country_code", None, "ISO 3166-1 alpha-2; names and alpha-3 converted"),
+        FieldSpec("gender", "gender", None, "m or f (male/female accepted)"),
+        FieldSpec("birthdate", "birthdate", None, "YYYY-MM-DD (a timestamp keeps its date)"),
+        FieldSpec("createdAt", "timestamp", None, "RFC 3339 timestamp, sent as is"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """A channel status taken from a column, or the same constant for every row."""
+
+    column: str | None = None
+    constant: str | None = None
+
+    def as_config(self) -> dict[str, str]:
+        return {"column": self.column} if self.column is not None else {"constant": str(self.constant)}
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSpec:
+    """A validated mapping. Build it with :meth:`MappingSpec.build`, not the constructor."""
+
+    fields: tuple[tuple[str, str], ...]
+    custom_properties: tuple[tuple[str, str], ...]
+    tags: tuple[str, ...]
+    email_status: ChannelStatus | None
+    sms_status: ChannelStatus | None
+    send_welcome_message: bool
+
+    @classmethod
+    def build(
+        cls,
+        mapping: Mapping[str, str],
+        *,
+        custom_properties: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
+        segment: str | None = None,
+        segment_tag: str | None = "segment: {segment}",
+        email_status: str | Mapping[str, str] | None = None,
+        sms_status: str | Mapping[str, str] | None = None,
+        send_welcome_message: bool = False,
+        available_columns: Sequence[str] | None = None,
+    ) -> MappingSpec:
+        """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
+
+        ``segment_tag`` gets ``{segment}`` replaced by ``segment``; a template with ``{segment}`` and no
+        segment adds no tag; ``None`` turns the segment tag off. Channel statuses are a column name or
+        ``{"constant": "subscribed"}``. All problems are reported together in one :class:`MappingError`.
+        """
+        problems: list[str] = []
+        if not isinstance(mapping, Mapping):
+            raise MappingError(
+                f"mapping must be a dict {{omnisend_field: column}}, got {type(mapping).__name__}"
+            )
+        unknown = [name for name in mapping if name not in FIELDS]
+        if unknown:
+            problems.append(
+                f"unknown Omnisend field(s) {_quoted(unknown)}; valid fields are {_quoted(FIELDS)} "
+                "(put anything else under custom_properties)"
+            )
+        if "email" not in mapping:
+            problems.append(
+                "the 'email' field is not mapped; map it to the column holding e-mail addresses, "
+                "e.g. {'email': 'EmailAddress'}"
+            )
+        fields = tuple((name, mapping[name]) for name in FIELDS if name in mapping)
+        for name, column in fields:
+            problems.extend(_column_problem(f"field {name!r}", column))
+
+        props: list[tuple[str, str]] = []
+        for name, column in sorted((custom_properties or {}).items()):
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_CUSTOM_PROPERTY_NAME_LENGTH:
+                problems.append(
+                    f"custom property name {name!r} must be 1..{MAX_CUSTOM_PROPERTY_NAME_LENGTH} characters"
+                )
+                continue
+            problems.extend(_column_problem(f"custom property {name!r}", column))
+            props.append((name, column))
+
+        all_tags = _resolve_tags(tags, segment, segment_tag, problems)
+        email_channel = _channel(email_status, "email_status", problems)
+        sms_channel = _channel(sms_status, "sms_status", problems)
+        if sms_channel is not None and "phone" not in mapping:
+            problems.append(
+                "sms_status is set but 'phone' is not mapped; an SMS status belongs to a phone identifier, "
+                "so map 'phone' too or drop sms_status"
+            )
+        if not isinstance(send_welcome_message, bool):
+            problems.append(f"send_welcome_message must be true or false, got {send_welcome_message!r}")
+
+        spec = cls(
+            fields=fields,
+            custom_properties=tuple(props),
+            tags=all_tags,
+            email_status=email_channel,
+            sms_status=sms_channel,
+            send_welcome_message=bool(send_welcome_message),
+        )
+        if available_columns is not None and not problems:
+            available = set(available_columns)
+            missing = [column for column in spec.source_columns if column not in available]
+            if missing:
+                problems.append(
+                    f"column(s) {_quoted(missing)} are not in the export; available columns are "
+                    f"{_quoted(available_columns)}"
+                )
+        if problems:
+            raise MappingError("invalid Omnisend mapping:\n- " + "\n- ".join(problems))
+        return spec
+
+    def column_for(self, field: str) -> str | None:
+        """The source column mapped to Omnisend ``field``, or None."""
+        return dict(self.fields).get(field)
+
+    @property
+    def source_columns(self) -> tuple[str, ...]:
+        """Every lake column the reader must read, each once, in a stable order."""
+        columns = [column for _, column in self.fields]
+        columns += [column for _, column in self.custom_properties]
+        columns += [s.column for s in (self.email_status, self.sms_status) if s is not None and s.column]
+        return tuple(dict.fromkeys(columns))
+
+    @property
+    def config_digest(self) -> str:
+        """Stable digest of the whole mapping configuration.
+
+        It salts every item fingerprint: after any mapping change every contact counts as changed and is
+        sent again. That is deliberate: the new mapping may alter what Omnisend holds for everyone.
+        """
+        config = {
+            "format": PAYLOAD_FORMAT_VERSION,
+            "fields": self.fields,
+            "custom_properties": self.custom_properties,
+            "tags": self.tags,
+            "email_status": self.email_status.as_config() if self.email_status else None,
+            "sms_status": self.sms_status.as_config() if self.sms_status else None,
+            "send_welcome_message": self.send_welcome_message,
+        }
+        return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _quoted(names: Iterable[object]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _column_problem(what: str, column: object) -> list[str]:
+    if not isinstance(column, str) or not column:
+        return [f"{what} must name a source column (a non-empty string), got {column!r}"]
+    return []
+
+
+def _resolve_tags(
+    tags: Sequence[str], segment: str | None, segment_tag: str | None, problems: list[str]
+) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        problems.append(f"tags must be a list of strings, not the single string {tags!r}")
+        return ()
+    resolved = list(tags)
+    if segment_tag is not None and (segment is not None or "{segment}" not in segment_tag):
+        resolved.append(segment_tag.replace("{segment}", segment or ""))
+    for tag in resolved:
+        if not isinstance(tag, str) or not tag.strip():
+            problems.append(f"tag {tag!r} is empty; every tag needs visible text")
+        elif len(tag) > MAX_TAG_LENGTH:
+            problems.append(f"tag {tag[:40]!r}... is {len(tag)} characters; the limit is {MAX_TAG_LENGTH}")
+    unique = tuple(dict.fromkeys(t.strip() for t in resolved if isinstance(t, str)))
+    if len(unique) > MAX_TAGS:
+        problems.append(
+            f"{len(unique)} tags configured (including the segment tag); Omnisend accepts at most {MAX_TAGS}"
+        )
+    return unique
+
+
+def _channel(value: str | Mapping[str, str] | None, what: str, problems: list[str]) -> ChannelStatus | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        problems.extend(_column_problem(what, value))
+        return ChannelStatus(column=value)
+    if isinstance(value, Mapping) and set(value) == {"constant"}:
+        constant = value["constant"]
+        if constant not in CHANNEL_STATUSES:
+            problems.append(f"{what} constant {constant!r} is not one of {_quoted(CHANNEL_STATUSES)}")
+        return ChannelStatus(constant=constant)
+    if isinstance(value, Mapping) and set(value) == {"column"}:
+        problems.extend(_column_problem(what, value["column"]))
+        return ChannelStatus(column=value["column"])
+    problems.append(
+        f"{what} must be a column name or {{'constant': one of {_quoted(CHANNEL_STATUSES)}}}, got {value!r}"
+    )
+    return None

@@ -1,0 +1,362 @@
+"""Vectorised normalisation and validation of one batch of lake rows.
+
+Every value is cleaned the same way: control characters are removed (tab/CR/LF and other line breaks
+become a space, so "Main St\\r\\nApt 4" stays readable), surrounding whitespace is trimmed (Unicode
+spaces, NBSP, zero-width space and BOM included), and an empty result becomes null. Nulls are simply
+left out of the payload: Omnisend never receives ``""`` that would blank a field it already holds.
+
+Then each mapped field is checked. A row with several problems is rejected for the FIRST one, in this
+order: email, phone, the other fields in catalogue order (firstName, lastName, address, city, state,
+postalCode, country, countryCode, gender, birthdate, createdAt), custom properties by name, then the
+email and sms channel statuses. Reason codes:
+
+=====================  ===============================================================================
+``missing_email``      the e-mail column is empty for this row
+``invalid_email``      not ``local@domain.tld`` (see ``EMAIL_PATTERN``), over 254 characters, or a local
+                       part over 64 characters
+``invalid_phone``      not E.164 (``+`` then 7 to 15 digits) after removing spaces, dashes, dots, ()
+``too_long``           a text field or custom property is longer than its limit (see mapping.py)
+``invalid_country``    a countryCode value that is no ISO alpha-2/alpha-3 code or known country name
+``invalid_gender``     not m, f, male or female (any case)
+``invalid_birthdate``  not a real calendar date ``YYYY-MM-DD`` (an ISO timestamp keeps its date part)
+``invalid_created_at`` createdAt is not an RFC 3339 timestamp
+``invalid_status``     a channel status column holds something other than subscribed, nonSubscribed,
+                       unsubscribed (any case)
+=====================  ===============================================================================
+
+E-mail addresses are lower-cased, both as the de-duplication key and in what is sent. Omnisend matches
+identifiers exactly (its v5 reference calls the e-mail identifier case-sensitive), so sending
+``Ann@X.com`` one day and ``ann@x.com`` the next could create two contacts for one person; lower-casing
+on every run keeps exactly one. Real mailbox providers treat the local part case-insensitively.
+
+Details name the field, the source column and the limit; they never contain the e-mail itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_provider_omnisend.export.countries import to_alpha2
+from airflow_provider_omnisend.export.mapping import (
+    CUSTOM_PROPERTY_MAX_LENGTH,
+    EMAIL_STATUS_SLOT,
+    FIELDS,
+    SMS_STATUS_SLOT,
+    FieldSpec,
+    MappingError,
+    MappingSpec,
+    custom_property_slot,
+)
+from airflow_provider_omnisend.export.rejects import make_rejects_table, source_values
+from airflow_provider_omnisend.export.text import (
+    as_utf8,
+    byte_layout,
+    empty_to_null,
+    has_control_chars,
+    remove_ascii,
+    trim,
+)
+
+_LINE_BREAKS = r"[\t\n\r\v\f\x{85}]+"
+_CONTROLS = r"\p{Cc}"
+
+# Dot-atom local part (RFC 5322 atext; no quoted strings, no leading/trailing/double dots), then at
+# least two DNS labels (letters, digits, inner hyphens, 1..63 chars) ending in a letter-only TLD of two
+# or more characters or a punycode TLD (xn--). ASCII only: internationalised addresses are rejected
+# because their support by mail providers and by Omnisend is not documented. Applied after lower-casing.
+_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+EMAIL_PATTERN = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})$"
+EMAIL_MAX_LENGTH = 254
+EMAIL_LOCAL_MAX_LENGTH = 64
+PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+_PHONE_SEPARATORS = " -.()"  # tabs and line breaks were already turned into spaces
+_BIRTHDATE_SHAPE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?)?$"
+)
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"(?:[0-5][0-9]|60)(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_DATE_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_GENDERS = (pa.array(["m", "f", "male", "female"]), pa.array(["m", "f", "m", "f"]))
+_STATUSES = (
+    pa.array(["subscribed", "nonsubscribed", "unsubscribed"]),
+    pa.array(["subscribed", "nonSubscribed", "unsubscribed"]),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedBatch:
+    """One batch split into normalised valid rows and rejected rows.
+
+    ``valid`` has ``row`` (int64, input row number) then one string column per payload slot: the
+    Omnisend field name, ``customProperties.<name>``, ``channels.email`` / ``channels.sms``.
+    ``valid_positions`` are the valid rows' positions inside the batch (to fetch raw values later).
+    """
+
+    valid: pa.Table
+    valid_positions: np.ndarray
+    rejects: pa.Table
+    reasons: dict[str, int]
+
+
+Detail = str | Callable[[np.ndarray], pa.Array]
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    code: str
+    failed: np.ndarray
+    detail: Detail
+
+
+def clean_text(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    """Strip control characters, trim white space, turn empty strings into null."""
+    values = as_utf8(values)
+    if has_control_chars(values):
+        values = pc.replace_substring_regex(values, _LINE_BREAKS, " ")
+        values = pc.replace_substring_regex(values, _CONTROLS, "")
+    return empty_to_null(trim(values))
+
+
+def normalize_batch(
+    batch: pa.RecordBatch | pa.Table, spec: MappingSpec, *, row_offset: int
+) -> NormalizedBatch:
+    """Normalise and validate ``batch``; row numbers are ``row_offset + position``."""
+    missing = [column for column in spec.source_columns if column not in batch.schema.names]
+    if missing:
+        raise MappingError(
+            f"the export batch has no column(s) {', '.join(map(repr, missing))}; it has "
+            f"{', '.join(map(repr, batch.schema.names))}. Fix the mapping or read these columns."
+        )
+    n = batch.num_rows
+    cleaned = {column: clean_text(batch.column(column)) for column in spec.source_columns}
+    slots: dict[str, pa.Array] = {}
+    checks: list[_Check] = []
+    for name, column in spec.fields:
+        slots[name], field_checks = _normalise_field(FIELDS[name], cleaned[column], column)
+        checks += field_checks
+    for name, column in spec.custom_properties:
+        values = cleaned[column]
+        slots[custom_property_slot(name)] = values
+        checks += _length_checks(
+            values, f'custom property {name!r} (column "{column}")', CUSTOM_PROPERTY_MAX_LENGTH
+        )
+    for slot, what, status in (
+        (EMAIL_STATUS_SLOT, "email_status", spec.email_status),
+        (SMS_STATUS_SLOT, "sms_status", spec.sms_status),
+    ):
+        if status is not None and status.column is not None:
+            slots[slot], status_checks = _lookup(
+                cleaned[status.column],
+                _STATUSES,
+                "invalid_status",
+                f'{what} (column "{status.column}") is not subscribed, nonSubscribed or unsubscribed',
+            )
+            checks += status_checks
+
+    first = np.full(n, len(checks), dtype=np.int32)
+    for index in range(len(checks) - 1, -1, -1):
+        first[checks[index].failed] = index
+    bad = first < len(checks)
+    rows = np.arange(row_offset, row_offset + n, dtype=np.int64)
+    valid_positions = np.flatnonzero(~bad)
+    keep = None if valid_positions.size == n else pa.array(~bad)
+    valid = pa.table(
+        {
+            "row": pa.array(rows[valid_positions]),
+            **{slot: values if keep is None else values.filter(keep) for slot, values in slots.items()},
+        }
+    )
+    rejects, reasons = _rejects(
+        batch, spec, checks=checks, first=first, positions=np.flatnonzero(bad), rows=rows
+    )
+    return NormalizedBatch(valid=valid, valid_positions=valid_positions, rejects=rejects, reasons=reasons)
+
+
+def _rejects(
+    batch: pa.RecordBatch | pa.Table,
+    spec: MappingSpec,
+    *,
+    checks: list[_Check],
+    first: np.ndarray,
+    positions: np.ndarray,
+    rows: np.ndarray,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Rejects table (in row order) with each row's first failed check."""
+    if positions.size == 0:
+        return make_rejects_table([], [], [], None, spec.source_columns), {}
+    failed_check = pa.array(first[positions])
+    reason = pa.array([check.code for check in checks], pa.string()).take(failed_check)
+    constant = [check.detail if isinstance(check.detail, str) else "" for check in checks]
+    detail = pa.array(constant, pa.string()).take(failed_check)
+    counts = np.bincount(first[positions], minlength=len(checks))
+    reasons: dict[str, int] = {}
+    for index, check in enumerate(checks):
+        if counts[index]:
+            reasons[check.code] = reasons.get(check.code, 0) + int(counts[index])
+            if not isinstance(check.detail, str):
+                mask = first[positions] == index
+                detail = pc.replace_with_mask(detail, pa.array(mask), check.detail(positions[mask]))
+    raw = source_values(batch, spec.source_columns, positions)
+    return make_rejects_table(rows[positions], reason, detail, raw, spec.source_columns), reasons
+
+
+def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> tuple[pa.Array, list[_Check]]:
+    label = f'{field.name} (column "{column}")'
+    if field.kind == "email":
+        return _email(values, label)
+    if field.kind == "phone":
+        phone = remove_ascii(values, _PHONE_SEPARATORS)
+        detail = (
+            f"{label} is not an international number in E.164 form after removing spaces, dashes, dots "
+            "and parentheses; expected + and country code, e.g. +14155550123"
+        )
+        return _converted(values, phone, _is_e164(phone), "invalid_phone", detail)
+    if field.kind == "country_code":
+        codes = to_alpha2(values)
+        detail = (
+            f"{label} is neither an ISO 3166-1 code nor a country name that maps to exactly one "
+            'country; use e.g. "DE", "DEU" or "Germany"'
+        )
+        return _converted(values, codes, _present(codes), "invalid_country", detail)
+    if field.kind == "gender":
+        return _lookup(values, _GENDERS, "invalid_gender", f"{label} is not one of m, f, male, female")
+    if field.kind == "birthdate":
+        return _birthdate(values, label)
+    if field.kind == "timestamp":
+        ok = _mask(pc.match_substring_regex(values, RFC3339_PATTERN))
+        detail = f"{label} is not an RFC 3339 timestamp; expected e.g. 2024-01-31T12:00:00Z"
+        return _converted(values, values, ok, "invalid_created_at", detail)
+    if field.max_length is None:
+        raise AssertionError(f"text field {field.name} needs a max_length")
+    return values, _length_checks(values, label, field.max_length)
+
+
+def _converted(
+    values: pa.StringArray, converted: pa.Array, ok: np.ndarray, code: str, detail: str
+) -> tuple[pa.Array, list[_Check]]:
+    """``converted`` as the field's value; a present input value that is not ``ok`` fails with ``code``."""
+    return converted, [_Check(code, _present(values) & ~ok, detail)]
+
+
+def _email(values: pa.StringArray, label: str) -> tuple[pa.Array, list[_Check]]:
+    lowered = pc.ascii_lower(values)
+    present = _present(values)
+    checks = [_Check("missing_email", ~present, f"{label} is empty; every contact needs an e-mail address")]
+    checks += _length_checks(lowered, label, EMAIL_MAX_LENGTH, code="invalid_email")
+    syntax_ok = _mask(pc.match_substring_regex(lowered, EMAIL_PATTERN))
+    checks.append(
+        _Check(
+            "invalid_email",
+            present & ~syntax_ok,
+            f"{label} is not a valid address; expected name@domain.tld without spaces, "
+            "quotes or consecutive dots",
+        )
+    )
+    local_long = np.zeros(len(values), dtype=bool)
+    if (_ints(pc.binary_length(lowered)) > EMAIL_LOCAL_MAX_LENGTH).any():
+        local_long = _mask(pc.match_substring_regex(lowered, rf"^[^@]{{{EMAIL_LOCAL_MAX_LENGTH + 1}}}"))
+    checks.append(
+        _Check(
+            "invalid_email",
+            syntax_ok & local_long,
+            f"{label} has a local part (before the @) over {EMAIL_LOCAL_MAX_LENGTH} characters",
+        )
+    )
+    return lowered, checks
+
+
+def _birthdate(values: pa.StringArray, label: str) -> tuple[pa.Array, list[_Check]]:
+    """A real calendar date YYYY-MM-DD, optionally followed by an ISO time (its date part is kept).
+
+    The date is checked in numpy on the first ten bytes; the regex only runs on the rare longer values.
+    """
+    data, starts, lengths = byte_layout(values)
+    ok = np.zeros(len(values), dtype=bool)
+    candidates = np.flatnonzero(lengths >= 10)
+    if candidates.size:
+        head = data[starts[candidates, None] + np.arange(10)]
+        digits = head.astype(np.int64) - 48
+        shaped = ((digits[:, _DATE_DIGITS] >= 0) & (digits[:, _DATE_DIGITS] <= 9)).all(axis=1)
+        shaped &= (head[:, 4] == 45) & (head[:, 7] == 45)
+        year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+        month = digits[:, 5] * 10 + digits[:, 6]
+        day = digits[:, 8] * 10 + digits[:, 9]
+        leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+        month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+        ok[candidates] = shaped & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+    longer = np.flatnonzero(lengths > 10)
+    if longer.size:
+        tails = _mask(pc.match_substring_regex(values.take(pa.array(longer)), _BIRTHDATE_SHAPE))
+        ok[longer] &= tails
+        values = pc.utf8_slice_codeunits(values, 0, 10)
+    detail = f"{label} is not a real date in the form YYYY-MM-DD (an ISO timestamp is also accepted)"
+    return _converted(values, values, ok, "invalid_birthdate", detail)
+
+
+def _is_e164(phone: pa.StringArray) -> np.ndarray:
+    """``^\\+[1-9][0-9]{6,14}$`` per value, in numpy (a regex costs several times more)."""
+    data, starts, lengths = byte_layout(phone)
+    ok = (lengths >= 8) & (lengths <= 16)
+    at = np.flatnonzero(ok)
+    if at.size == 0:
+        return ok
+    not_digit = np.concatenate([[0], np.cumsum((data < 48) | (data > 57), dtype=np.int64)])
+    begin, end = starts[at], starts[at] + lengths[at]
+    ok[at] = (
+        (data[begin] == 43)
+        & (data[begin + 1] >= 49)
+        & (data[begin + 1] <= 57)
+        & (not_digit[end] - not_digit[begin + 1] == 0)
+    )
+    return ok
+
+
+def _lookup(
+    values: pa.StringArray, table: tuple[pa.Array, pa.Array], code: str, detail: str
+) -> tuple[pa.Array, list[_Check]]:
+    """Case-insensitive translation through a small (accepted → canonical) table; the rest fails."""
+    accepted, canonical = table
+    translated = pc.take(canonical, pc.index_in(pc.utf8_lower(values), value_set=accepted))
+    return _converted(values, translated, _present(translated), code, detail)
+
+
+def _length_checks(values: pa.StringArray, label: str, limit: int, *, code: str = "too_long") -> list[_Check]:
+    """Rows whose value has more than ``limit`` characters. Byte length bounds character length, so
+    characters are only counted for the few values with more than ``limit`` bytes."""
+    byte_lengths = _ints(pc.binary_length(values))
+    over = np.flatnonzero(byte_lengths > limit)
+    if over.size == 0:
+        return []
+    chars = np.zeros(len(values), dtype=np.int64)
+    chars[over] = _ints(pc.utf8_length(values.take(pa.array(over))))
+    failed = chars > limit
+
+    def detail(positions: np.ndarray) -> pa.Array:
+        counts = pa.array(chars[positions]).cast(pa.string())
+        return pc.binary_join_element_wise(
+            f"{label} is ", counts, f" characters; Omnisend accepts at most {limit}", ""
+        )
+
+    return [_Check(code, failed, detail)]
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return values.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _present(values: pa.Array) -> np.ndarray:
+    return _mask(pc.is_valid(values))
+
+
+def _ints(values: pa.Array) -> np.ndarray:
+    return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)

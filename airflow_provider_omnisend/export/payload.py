@@ -1,0 +1,233 @@
+"""ContactRequest JSON for every row, built column-wise with Arrow, plus batch chunking and bodies.
+
+Why strings and not dicts: a million ``orjson.dumps(dict)`` calls cost a million Python dicts. Here each
+value column is JSON-escaped once (backslash, quote, control characters; everything else is valid
+JSON as UTF-8, including RTL text, emoji and combining marks), then ``"field":"value"`` pieces are
+concatenated per row, a null value contributing nothing. The result is also what gets fingerprinted,
+so "changed" means "Omnisend would receive different bytes".
+
+Item shape (keys in this order; absent values are left out, never sent as ""):
+``{"identifiers":[{"type":"email","id":...,"sendWelcomeMessage":false[,"channels":{"email":{...}}]}
+[,{"type":"phone","id":...,"sendWelcomeMessage":false[,"channels":{"sms":{...}}]}]], <fields>,
+"customProperties":{...}, "tags":[...]}``. A channel status is only sent when the user mapped one:
+sending "nonSubscribed" by default could overwrite a real subscription. ``sendWelcomeMessage`` is always
+explicit because the API defaults it to true and a bulk export must not mail everyone a welcome.
+
+Note: ``binary_join_element_wise(null_handling="skip")`` in pyarrow 26 drops rows whose inputs are all
+null (the output gets shorter), so rows are assembled with "replace" and per-row optional pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_provider_omnisend.export.mapping import (
+    EMAIL_STATUS_SLOT,
+    SMS_STATUS_SLOT,
+    ChannelStatus,
+    MappingSpec,
+    custom_property_slot,
+)
+from airflow_provider_omnisend.export.text import (
+    as_utf8,
+    choose_text,
+    contains_byte,
+    present,
+    value_bytes,
+    with_validity,
+)
+
+_METHODS = ("POST", "PUT")
+_ENDPOINTS = ("contacts", "products", "events", "categories")
+_ITEMS_SUFFIX = b"]}"
+
+
+def _body_prefix(endpoint: str, method: str) -> bytes:
+    return orjson.dumps({"method": method, "endpoint": endpoint})[:-1] + b',"items":['
+
+
+#: Bytes a batch body adds around its items (the largest over every method/endpoint, so plans are safe).
+BODY_OVERHEAD_BYTES = max(len(_body_prefix(e, m)) for e in _ENDPOINTS for m in _METHODS) + len(_ITEMS_SUFFIX)
+
+
+def json_escape(values: pa.Array) -> pa.StringArray:
+    """The JSON string-literal body of each value (without the surrounding quotes)."""
+    values = as_utf8(values)
+    if contains_byte(values, 0x5C):
+        values = pc.replace_substring(values, "\\", "\\\\")
+    if contains_byte(values, 0x22):
+        values = pc.replace_substring(values, '"', '\\"')
+    data = value_bytes(values)
+    for code in np.unique(data[data < 0x20]).tolist():
+        values = pc.replace_substring(values, chr(code), f"\\u{code:04x}")
+    return values
+
+
+def json_literal(value: str) -> str:
+    """One Python string as a JSON string literal (for names and constants known at build time)."""
+    return orjson.dumps(value).decode("utf-8")
+
+
+def build_items(table: pa.Table, spec: MappingSpec) -> pa.StringArray:
+    """One ContactRequest JSON string per row of a normalised table (see normalize.NormalizedBatch)."""
+    welcome = "true" if spec.send_welcome_message else "false"
+    email = _column(table, "email")
+    if email.null_count:
+        raise ValueError("every row must have an e-mail before building items")
+    row = _RowBuilder(table.num_rows)
+    row.text('{"identifiers":[{"type":"email","id":"')
+    row.value(json_escape(email))
+    row.text(f'","sendWelcomeMessage":{welcome}')
+    row.channel(spec.email_status, "email", _optional_column(table, EMAIL_STATUS_SLOT))
+    row.text("}")
+    if "phone" in table.column_names:
+        phone = _column(table, "phone")
+        has_phone = present(phone)
+        row.text(',{"type":"phone","id":"', has_phone)
+        row.value(json_escape(phone))
+        row.text(f'","sendWelcomeMessage":{welcome}', has_phone)
+        row.channel(spec.sms_status, "sms", _optional_column(table, SMS_STATUS_SLOT), where=has_phone)
+        row.text("}", has_phone)
+    row.text("]")
+    for name, _source in spec.fields:
+        if name not in ("email", "phone"):
+            row.member([f",{json_literal(name)}:"], _column(table, name))
+    if spec.custom_properties:
+        values = [_column(table, custom_property_slot(name)) for name, _ in spec.custom_properties]
+        masks = [present(v) for v in values]
+        any_property = np.logical_or.reduce(masks)
+        row.text(',"customProperties":{', any_property)
+        seen = np.zeros(table.num_rows, dtype=bool)
+        for (name, _source), property_values, mask in zip(spec.custom_properties, values, masks, strict=True):
+            key = json_literal(name)
+            # no comma before the first property present in a row
+            row.member([f"{key}:", f",{key}:"], property_values, choice=np.where(seen, 1, 0))
+            seen |= mask
+        row.text("}", any_property)
+    if spec.tags:
+        row.text(',"tags":' + orjson.dumps(list(spec.tags)).decode("utf-8"))
+    row.text("}")
+    return row.build()
+
+
+class _RowBuilder:
+    """Collects the pieces of one JSON object per row, then concatenates them in one Arrow pass.
+
+    A piece is a constant (merged with neighbouring constants), a column (a null contributes nothing)
+    or a constant present only in some rows (built once in numpy by ``choose_text``).
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.pieces: list[str | pa.Array] = []
+
+    def text(self, text: str, where: np.ndarray | None = None) -> None:
+        if where is None or where.all():
+            if self.pieces and isinstance(self.pieces[-1], str):
+                self.pieces[-1] += text
+            else:
+                self.pieces.append(text)
+        elif where.any():
+            self.pieces.append(choose_text([text], np.where(where, 0, -1)))
+
+    def value(self, values: pa.Array) -> None:
+        self.pieces.append(values)
+
+    def member(self, keys: list[str], values: pa.StringArray, *, choice: np.ndarray | None = None) -> None:
+        """``<key>"value"`` where the value is present; ``choice`` picks one of ``keys`` per row."""
+        mask = present(values)
+        if not mask.any():
+            return
+        if len(keys) == 1:
+            self.text(keys[0] + '"', mask)
+        else:
+            self.pieces.append(choose_text([k + '"' for k in keys], np.where(mask, choice, -1)))
+        self.value(json_escape(values))
+        self.text('"', mask)
+
+    def channel(
+        self,
+        status: ChannelStatus | None,
+        channel: str,
+        values: pa.StringArray | None,
+        *,
+        where: np.ndarray | None = None,
+    ) -> None:
+        """``,"channels":{"<channel>":{"status":"..."}}`` only where a status is mapped (and ``where``)."""
+        if status is None:
+            return
+        prefix = f',"channels":{{"{channel}":{{"status":'
+        if status.constant is not None:
+            self.text(f'{prefix}"{status.constant}"}}}}', where)
+        elif values is not None:
+            masked = values if where is None else with_validity(values, where)
+            self.member([prefix], masked)
+            self.text("}}", present(masked))
+
+    def build(self) -> pa.StringArray:
+        if len(self.pieces) == 1 and isinstance(self.pieces[0], str):
+            return pa.array([self.pieces[0]] * self.rows, pa.string())
+        return pc.binary_join_element_wise(*self.pieces, "", null_handling="replace", null_replacement="")
+
+
+def item_byte_lengths(items: pa.StringArray) -> np.ndarray:
+    """UTF-8 size of each item in bytes (what counts toward the body cap)."""
+    return pc.binary_length(items).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def plan_chunks(
+    item_byte_lengths: np.ndarray | Sequence[int], *, max_items: int, max_body_bytes: int = 1_000_000
+) -> list[tuple[int, int]]:
+    """Split items into consecutive ``[start, stop)`` batches of at most ``max_items`` items whose body
+    (see :func:`batch_body`) stays within ``max_body_bytes``.
+
+    An item that cannot fit even alone gets a chunk of its own: :func:`oversized_items` lists those so
+    the engine can reject them instead of sending.
+    """
+    if max_items < 1:
+        raise ValueError(f"max_items must be at least 1, got {max_items}")
+    lengths = np.asarray(item_byte_lengths, dtype=np.int64)
+    # cost of items [i, j) = ends[j] - ends[i] - 1 (one comma between neighbours)
+    ends = np.concatenate([[0], np.cumsum(lengths + 1)])
+    budget = max_body_bytes - BODY_OVERHEAD_BYTES + 1
+    chunks: list[tuple[int, int]] = []
+    start, n = 0, lengths.size
+    while start < n:
+        stop = int(np.searchsorted(ends, ends[start] + budget, side="right")) - 1
+        stop = max(start + 1, min(stop, start + max_items, n))
+        chunks.append((start, stop))
+        start = stop
+    return chunks
+
+
+def oversized_items(
+    item_byte_lengths: np.ndarray | Sequence[int], *, max_body_bytes: int = 1_000_000
+) -> np.ndarray:
+    """Positions of items whose body alone would exceed ``max_body_bytes``."""
+    lengths = np.asarray(item_byte_lengths, dtype=np.int64)
+    return np.flatnonzero(lengths + BODY_OVERHEAD_BYTES > max_body_bytes)
+
+
+def batch_body(
+    items: pa.StringArray | Sequence[str], *, endpoint: str = "contacts", method: str = "POST"
+) -> bytes:
+    """The exact bytes of a ``POST /batches`` body for these (already JSON) items."""
+    if method not in _METHODS or endpoint not in _ENDPOINTS:
+        raise ValueError(f"batch method/endpoint must be one of {_METHODS} / {_ENDPOINTS}")
+    values = items.to_pylist() if isinstance(items, pa.Array | pa.ChunkedArray) else list(items)
+    if not values or any(v is None for v in values):
+        raise ValueError("a batch needs at least one item and no null items")
+    return _body_prefix(endpoint, method) + ",".join(values).encode("utf-8") + _ITEMS_SUFFIX
+
+
+def _column(table: pa.Table, name: str) -> pa.StringArray:
+    return as_utf8(table.column(name))
+
+
+def _optional_column(table: pa.Table, name: str) -> pa.StringArray | None:
+    return _column(table, name) if name in table.column_names else None

@@ -1,0 +1,259 @@
+"""Phase 1 of an export: lake batches → validated, de-duplicated ContactRequest items on local disk.
+
+Why a staging file: the push phase (rate limited, retried, resumable) must not depend on re-reading the
+lake, and the diff against the last snapshot needs every key first. Staging keeps one row per contact
+to send: ``row`` (input row number), ``key`` (keyed hash of the e-mail), ``fp`` (keyed hash of the item
+JSON under a sub-key derived from the mapping digest) and ``item`` (the JSON itself).
+
+Memory stays bounded: input batches are cut into slices of at most ``SLICE_ROWS`` rows, each slice is
+normalised, de-duplicated against everything before it, serialised and written; only the compact
+de-duplication state (16 bytes per distinct e-mail) grows with the export.
+
+Accounting: ``rows_read == valid + rejected``. ``rejected`` counts every row written to the rejects
+file by this phase, duplicates included; ``duplicates`` is the part of ``rejected`` with reason
+``duplicate`` (also in ``reasons``). Row order in staging is input order, and the same input, mapping
+and hash key give the same staging content.
+
+The staging file contains e-mail addresses; it is created with mode 0o600 in a local directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from airflow_provider_omnisend.export.dedupe import Deduplicator
+from airflow_provider_omnisend.export.files import create_private
+from airflow_provider_omnisend.export.hashing import derive_key, hash_strings
+from airflow_provider_omnisend.export.mapping import MappingSpec
+from airflow_provider_omnisend.export.normalize import NormalizedBatch, normalize_batch
+from airflow_provider_omnisend.export.payload import build_items
+from airflow_provider_omnisend.export.rejects import RejectsWriter, make_rejects_table, source_values
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STAGING_FILE = "staging.parquet"
+STAGING_SCHEMA = pa.schema(
+    [
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("key", pa.uint64(), nullable=False),
+        pa.field("fp", pa.uint64(), nullable=False),
+        pa.field("item", pa.string(), nullable=False),
+    ]
+)
+SLICE_ROWS = 65_536
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareResult:
+    """Counts of phase 1 and where the staging file is. ``rows_read == valid + rejected``."""
+
+    rows_read: int
+    valid: int
+    rejected: int
+    duplicates: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    staging_path: str = ""
+
+
+def fingerprint_key(hash_key: bytes, spec: MappingSpec) -> bytes:
+    """Sub-key for item fingerprints: a different mapping gives different fingerprints for every item."""
+    return derive_key(hash_key, purpose=f"fingerprint:{spec.config_digest}")
+
+
+def prepare_export(
+    batches: Iterable[pa.RecordBatch],
+    spec: MappingSpec,
+    *,
+    staging_dir: str,
+    rejects: RejectsWriter,
+    hash_key: bytes,
+    workers: int | None = None,
+) -> PrepareResult:
+    """Normalise, validate, de-duplicate and serialise every row; write ``staging_dir/staging.parquet``.
+
+    Rejected rows go to ``rejects`` (which the caller closes). Raises ``MappingError`` if a batch lacks
+    a mapped column. ``workers`` threads (default: up to 2) prepare slices ahead; de-duplication, the
+    rejects file and staging are then fed strictly in input order, so the result does not depend on it.
+    """
+    if tuple(rejects.source_columns) != spec.source_columns:
+        raise ValueError(
+            f"the rejects writer was opened for columns {list(rejects.source_columns)}, but the mapping "
+            f"reads {list(spec.source_columns)}; open it with source_columns=spec.source_columns"
+        )
+    workers = workers or min(2, os.cpu_count() or 1)
+    os.makedirs(staging_dir, exist_ok=True)
+    path = os.path.join(staging_dir, STAGING_FILE)
+    create_private(LocalFileSystem(), path)
+    fp_key = fingerprint_key(hash_key, spec)
+    tally = _Tally(dedupe=Deduplicator(), rejects=rejects, spec=spec)
+    tasks = (
+        partial(_prepare_slice, piece, spec, row_offset=offset, hash_key=hash_key, fp_key=fp_key)
+        for piece, offset in _slices(batches)
+    )
+    with (
+        pq.ParquetWriter(
+            path, STAGING_SCHEMA, compression="lz4", use_dictionary=False, write_statistics=False
+        ) as writer,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omnisend-prepare") as pool,
+    ):
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for prepared in _in_order(pool, tasks, ahead=workers + 1):
+            staged = tally.add(prepared)
+            if staged.num_rows:
+                pending.append(staged)
+                pending_rows += staged.num_rows
+            if pending_rows >= SLICE_ROWS:
+                writer.write_table(pa.concat_tables(pending))
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending))
+    result = PrepareResult(
+        rows_read=tally.rows_read,
+        valid=tally.valid,
+        rejected=tally.rejected,
+        duplicates=tally.duplicates,
+        reasons=dict(sorted(tally.reasons.items())),
+        staging_path=path,
+    )
+    log.info(
+        "Prepared export: %d rows read, %d valid contacts, %d rejected (%d duplicates); reasons %s",
+        result.rows_read,
+        result.valid,
+        result.rejected,
+        result.duplicates,
+        result.reasons,
+    )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedSlice:
+    """Everything about one slice that does not depend on other slices (computed in a worker)."""
+
+    piece: pa.RecordBatch | pa.Table
+    normalized: NormalizedBatch
+    staged: pa.Table  # STAGING_SCHEMA, one row per valid row, before de-duplication
+
+
+def _prepare_slice(
+    piece: pa.RecordBatch | pa.Table, spec: MappingSpec, *, row_offset: int, hash_key: bytes, fp_key: bytes
+) -> _PreparedSlice:
+    normalized = normalize_batch(piece, spec, row_offset=row_offset)
+    valid = normalized.valid
+    # Items are also built for rows that de-duplication will drop (usually a few percent): that keeps
+    # this step independent of other slices, so slices can be prepared in parallel.
+    items = build_items(valid, spec) if valid.num_rows else pa.array([], pa.string())
+    staged = pa.Table.from_arrays(
+        [
+            valid.column("row"),
+            pa.array(hash_strings(valid.column("email"), key=hash_key), pa.uint64()),
+            pa.array(hash_strings(items, key=fp_key), pa.uint64()),
+            items,
+        ],
+        schema=STAGING_SCHEMA,
+    )
+    return _PreparedSlice(piece=piece, normalized=normalized, staged=staged)
+
+
+@dataclass
+class _Tally:
+    """The in-order part: de-duplication across slices, rejects and the counts."""
+
+    dedupe: Deduplicator
+    rejects: RejectsWriter
+    spec: MappingSpec
+    rows_read: int = 0
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, prepared: _PreparedSlice) -> pa.Table:
+        """Account for one slice; return its staged rows that survive de-duplication."""
+        normalized, staged = prepared.normalized, prepared.staged
+        self.rows_read += prepared.piece.num_rows
+        self.rejects.write(normalized.rejects)
+        self._count(normalized.reasons)
+        rows = staged.column("row").to_numpy()
+        verdict = self.dedupe.add(staged.column("key").to_numpy(), rows)
+        losers = ~verdict.keep
+        dropped = int(np.count_nonzero(losers))
+        if dropped:
+            self.rejects.write(
+                _duplicates_table(
+                    prepared.piece,
+                    self.spec,
+                    normalized.valid_positions[losers],
+                    rows[losers],
+                    verdict.winner_rows[losers],
+                )
+            )
+            staged = staged.filter(pa.array(verdict.keep))
+            self.duplicates += dropped
+            self._count({DUPLICATE: dropped})
+        self.valid += staged.num_rows
+        return staged
+
+    def _count(self, reasons: dict[str, int]) -> None:
+        for code, count in reasons.items():
+            self.reasons[code] = self.reasons.get(code, 0) + count
+            self.rejected += count
+
+
+def _in_order(pool: ThreadPoolExecutor, tasks: Iterable[Callable[[], T]], *, ahead: int) -> Iterator[T]:
+    """Run ``tasks`` on ``pool`` with at most ``ahead`` in flight; yield results in submission order."""
+    queue: deque[Future[T]] = deque()
+    try:
+        for task in tasks:
+            queue.append(pool.submit(task))
+            if len(queue) > ahead:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        for future in queue:
+            future.cancel()
+
+
+def _slices(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[tuple[pa.RecordBatch | pa.Table, int]]:
+    """Input cut into slices of at most ``SLICE_ROWS`` rows, with the input row number of their first row."""
+    offset = 0
+    for batch in batches:
+        for start in range(0, batch.num_rows, SLICE_ROWS):
+            piece = batch.slice(start, SLICE_ROWS)
+            yield piece, offset
+            offset += piece.num_rows
+
+
+def _duplicates_table(
+    piece: pa.RecordBatch | pa.Table,
+    spec: MappingSpec,
+    positions: np.ndarray,
+    rows: np.ndarray,
+    winners: np.ndarray,
+) -> pa.Table:
+    details = pc.binary_join_element_wise(
+        "same e-mail as row ",
+        pa.array(winners).cast(pa.string()),
+        ", which is exported instead (the first valid occurrence wins)",
+        "",
+    )
+    return make_rejects_table(
+        rows, DUPLICATE, details, source_values(piece, spec.source_columns, positions), spec.source_columns
+    )

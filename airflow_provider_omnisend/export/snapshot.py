@@ -1,0 +1,270 @@
+"""Incremental export state per connection + segment: what Omnisend already holds, without PII.
+
+Layout under ``state_dir`` (any fsspec URL):
+
+* ``snapshot-<UTC timestamp>-<short uuid>.parquet``: ``key`` (uint64, keyed hash of the e-mail),
+  ``fp`` (uint64, keyed hash of the item JSON last accepted), ``contact_id`` (Omnisend's id, nullable;
+  needed later to untag contacts that left the segment). Sorted by ``key``.
+* ``CURRENT.json``: ``{"snapshot", "hash_key", "config_digest", "rows", "written_at"}``.
+
+Atomicity: the versioned file is written completely first, then the pointer is written under a
+temporary name and moved onto ``CURRENT.json`` (a rename locally, a single object PUT on object stores).
+A reader follows the pointer, so it sees the old state or the new one, never half of one. The three
+newest versions are kept for inspection and rollback.
+
+The random hash key lives in the pointer so hashes stay comparable across runs. Anyone who can read
+the state folder can therefore test guesses of an e-mail against it: give the folder the access
+control of the lake itself. It never holds an e-mail, a name or a payload.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from airflow_provider_omnisend.export.files import open_private
+from airflow_provider_omnisend.export.hashing import HASH_KEY_BYTES, new_hash_key
+
+POINTER = "CURRENT.json"
+KEEP_VERSIONS = 3
+SNAPSHOT_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.uint64(), nullable=False),
+        pa.field("fp", pa.uint64(), nullable=False),
+        pa.field("contact_id", pa.string()),
+    ]
+)
+REMOVED_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("contact_id", pa.string())])
+
+
+class SnapshotError(RuntimeError):
+    """The incremental state cannot be read or written; the message says how to recover."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotState:
+    """What the last run left: its hash key (new if there was no state) and its snapshot (or None)."""
+
+    hash_key: bytes
+    table: pa.Table | None
+    config_digest: str | None = None
+    snapshot_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """Staging vs snapshot. ``send`` is aligned with staging rows: True for new or changed contacts."""
+
+    send: np.ndarray
+    new: int
+    changed: int
+    unchanged: int
+    removed: int
+    removed_table: pa.Table
+
+
+def load_state(state_dir: str, *, storage_options: dict[str, Any] | None = None) -> SnapshotState:
+    """Follow ``CURRENT.json``; without one (first run) return a fresh random hash key and no snapshot."""
+    fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
+    pointer_path = posixpath.join(root, POINTER)
+    if not fs.exists(pointer_path):
+        return SnapshotState(hash_key=new_hash_key(), table=None)
+    try:
+        with fs.open(pointer_path, "rb") as handle:
+            pointer = orjson.loads(handle.read())
+        hash_key = bytes.fromhex(pointer["hash_key"])
+        name = pointer["snapshot"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise SnapshotError(
+            f"{state_dir}/{POINTER} is not a valid snapshot pointer ({error}). Restore it from a backup, "
+            f"or delete the folder's {POINTER} to start over (the next run then sends every contact)."
+        ) from error
+    if len(hash_key) != HASH_KEY_BYTES:
+        raise SnapshotError(f"{state_dir}/{POINTER} holds a hash key of {len(hash_key)} bytes, expected 16")
+    snapshot_path = posixpath.join(root, name)
+    if not fs.exists(snapshot_path):
+        raise SnapshotError(
+            f"{state_dir}/{POINTER} points at {name}, which does not exist. Point it at one of the "
+            f"remaining snapshot-*.parquet files, or delete {POINTER} to start over (every contact is sent)."
+        )
+    with fs.open(snapshot_path, "rb") as handle:
+        table = pq.read_table(handle)
+    _check_schema(table, f"{state_dir}/{name}")
+    return SnapshotState(
+        hash_key=hash_key, table=table, config_digest=pointer.get("config_digest"), snapshot_name=name
+    )
+
+
+def diff(staging_path: str, snapshot_table: pa.Table | None) -> Diff:
+    """Compare staged (key, fp) with the snapshot, vectorised with sorted numpy arrays.
+
+    Sorting + binary search keeps the result aligned with staging order (a hash join would not) and
+    costs O(n log n) with no Python per row.
+    """
+    staged = pq.read_table(staging_path, columns=["key", "fp"])
+    keys = _u64(staged.column("key"))
+    fps = _u64(staged.column("fp"))
+    if snapshot_table is None or snapshot_table.num_rows == 0:
+        return Diff(
+            send=np.ones(keys.size, dtype=bool),
+            new=int(keys.size),
+            changed=0,
+            unchanged=0,
+            removed=0,
+            removed_table=REMOVED_SCHEMA.empty_table(),
+        )
+    snap_keys, snap_fps, order = _sorted_snapshot(snapshot_table)
+    found, at = _lookup(snap_keys, keys)
+    same = np.zeros(keys.size, dtype=bool)
+    same[found] = snap_fps[at[found]] == fps[found]
+    present = np.zeros(snap_keys.size, dtype=bool)
+    present[at[found]] = True
+    removed_positions = order[~present]
+    removed_table = pa.table(
+        {
+            "key": pa.array(_u64(snapshot_table.column("key"))[removed_positions], pa.uint64()),
+            "contact_id": snapshot_table.column("contact_id").take(pa.array(removed_positions)),
+        },
+        schema=REMOVED_SCHEMA,
+    )
+    new = int(keys.size - np.count_nonzero(found))
+    unchanged = int(np.count_nonzero(same))
+    return Diff(
+        send=~same,
+        new=new,
+        changed=int(keys.size) - new - unchanged,
+        unchanged=unchanged,
+        removed=int(removed_positions.size),
+        removed_table=removed_table,
+    )
+
+
+def merge_snapshot(
+    previous: pa.Table | None,
+    staging_path: str,
+    accepted: np.ndarray,
+    contact_ids: pa.Array | None,
+) -> pa.Table:
+    """The snapshot to write after a run.
+
+    Kept: staged rows Omnisend accepted this run (their new fp; ``contact_ids`` where given, else the old
+    id) and staged rows that were unchanged (old fp and id). A staged row that failed this run keeps its
+    previous entry if it had one (so its contact id is not forgotten and its differing fp makes it
+    "changed", hence retried, next run); a failed new row is left out (so it is "new" next run).
+    Contacts no longer staged (left the segment) are dropped.
+    """
+    staged = pq.read_table(staging_path, columns=["key", "fp"])
+    keys = _u64(staged.column("key"))
+    fps = _u64(staged.column("fp"))
+    accepted = np.asarray(accepted, dtype=bool)
+    if accepted.shape != keys.shape:
+        raise ValueError(f"accepted has {accepted.size} flags; staging has {keys.size} rows")
+    ids = pa.nulls(keys.size, pa.string()) if contact_ids is None else contact_ids
+    if len(ids) != keys.size:
+        raise ValueError(f"contact_ids has {len(ids)} values; staging has {keys.size} rows")
+    if previous is None or previous.num_rows == 0:
+        keep = np.flatnonzero(accepted)
+        return _snapshot(keys[keep], fps[keep], ids.take(pa.array(keep)))
+
+    snap_keys, snap_fps, order = _sorted_snapshot(previous)
+    snap_ids = previous.column("contact_id").take(pa.array(order))
+    found, at = _lookup(snap_keys, keys)
+    old_id = snap_ids.take(pa.array(np.where(found, at, 0))).combine_chunks()
+    old_id = pc.if_else(pa.array(found), old_id, pa.scalar(None, pa.string()))
+    # accepted now → new fp; unchanged or failed-but-known → old fp; failed and new → dropped
+    use_new = accepted
+    keep = accepted | found
+    fp_out = np.where(use_new, fps, snap_fps[np.where(found, at, 0)])
+    id_out = pc.if_else(pa.array(use_new), pc.coalesce(ids, old_id), old_id)
+    positions = np.flatnonzero(keep)
+    return _snapshot(keys[positions], fp_out[positions], id_out.take(pa.array(positions)))
+
+
+def write_snapshot(
+    state_dir: str,
+    table: pa.Table,
+    *,
+    hash_key: bytes,
+    config_digest: str,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write a new snapshot version and switch ``CURRENT.json`` to it; returns the version's file name."""
+    _check_schema(table, "the snapshot to write")
+    if len(hash_key) != HASH_KEY_BYTES:
+        raise ValueError(f"hash key must be {HASH_KEY_BYTES} bytes")
+    fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
+    fs.makedirs(root, exist_ok=True)
+    now = datetime.now(UTC)
+    name = f"snapshot-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
+    with fs.open(posixpath.join(root, name), "wb") as handle:
+        pq.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), handle, compression="zstd")
+    pointer = {
+        "snapshot": name,
+        "hash_key": bytes(hash_key).hex(),
+        "config_digest": config_digest,
+        "rows": table.num_rows,
+        "written_at": now.isoformat().replace("+00:00", "Z"),
+    }
+    temporary = posixpath.join(root, f".{POINTER}.{uuid.uuid4().hex[:8]}.tmp")
+    with open_private(fs, temporary) as handle:
+        handle.write(orjson.dumps(pointer, option=orjson.OPT_INDENT_2))
+    fs.mv(temporary, posixpath.join(root, POINTER))
+    _prune(fs, root, keep=name)
+    return name
+
+
+def _prune(fs: fsspec.AbstractFileSystem, root: str, *, keep: str) -> None:
+    versions = sorted(
+        posixpath.basename(path)
+        for path in fs.ls(root, detail=False)
+        if posixpath.basename(path).startswith("snapshot-") and path.endswith(".parquet")
+    )
+    for old in versions[:-KEEP_VERSIONS]:
+        if old != keep:
+            fs.rm(posixpath.join(root, old))
+
+
+def _snapshot(keys: np.ndarray, fps: np.ndarray, ids: pa.Array) -> pa.Table:
+    order = np.argsort(keys, kind="stable")
+    return pa.Table.from_arrays(
+        [pa.array(keys[order], pa.uint64()), pa.array(fps[order], pa.uint64()), ids.take(pa.array(order))],
+        schema=SNAPSHOT_SCHEMA,
+    )
+
+
+def _sorted_snapshot(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    keys = _u64(table.column("key"))
+    order = np.arange(keys.size) if _is_sorted(keys) else np.argsort(keys, kind="stable")
+    return keys[order], _u64(table.column("fp"))[order], order
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return sorted_keys[at] == keys, at
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(values.size < 2 or (values[1:] >= values[:-1]).all())
+
+
+def _u64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return column.to_numpy().astype(np.uint64, copy=False)
+
+
+def _check_schema(table: pa.Table, what: str) -> None:
+    for expected in SNAPSHOT_SCHEMA:
+        if expected.name not in table.column_names or table.schema.field(expected.name).type != expected.type:
+            raise SnapshotError(
+                f"{what} does not have the snapshot columns key uint64, fp uint64, contact_id string "
+                f"(it has {table.schema}); it was not written by this provider"
+            )

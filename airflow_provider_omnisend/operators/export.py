@@ -1,0 +1,251 @@
+"""OmnisendExportSegmentOperator: Customer Insights' "Export segments to Omnisend", as an Airflow task.
+
+Thin glue: it renders the arguments, turns the connection into a client, resolves the lake export and
+hands everything to :class:`~airflow_provider_omnisend.export.engine.ExportEngine`. Progress lives in the
+task state store (kept across retries, unlike XCom), so a retry after a crash continues.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_omnisend.api.errors import (
+    OmnisendAuthError,
+    OmnisendConfigError,
+    OmnisendVersionRetiredError,
+)
+from airflow_provider_omnisend.export.engine import (
+    ExportEngine,
+    ExportLimitError,
+    ExportOptions,
+    RejectRatioExceeded,
+)
+from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
+from airflow_provider_omnisend.export.progress import MemoryProgressStore
+from airflow_provider_omnisend.export.rejects import RejectsWriter
+from airflow_provider_omnisend.hooks.lake import default_state_path, lake_filesystem
+from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
+from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
+from airflow_provider_omnisend.lake.watermark import watermark_key, write_watermark
+from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contacts_url
+
+#: Customer Insights documents at most 1 million profiles per Omnisend export.
+DEFAULT_MAX_PROFILES = 1_000_000
+DEFAULT_SEGMENT_TAG = "segment: {segment}"
+
+
+class OmnisendExportSegmentOperator(BaseOperator):
+    """Export one segment from the lake into Omnisend.
+
+    :param source: the export: a URL (``file://``, ``abfs://``, ``s3://`` ...), an ``ObjectStoragePath``,
+        or the dict the export-ready sensor returns (pass ``sensor.output``).
+    :param source_format: ``auto``, ``cdm``, ``parquet``, ``csv`` or ``delta``.
+    :param segment: the segment's name (picks the CDM entity and names the segment tag).
+    :param mapping: ``{omnisend_field: source_column}``; ``email`` is required.
+    :param custom_properties: ``{omnisend_property: source_column}``.
+    :param tags: static tags added to every contact.
+    :param segment_tag: the segment tag (default ``segment: <segment>``); ``None`` turns it off.
+    :param email_status: / :param sms_status: a channel status column or ``{"constant": "subscribed"}``.
+        Unmapped (the default), no status is sent, so nobody is ever resubscribed.
+    :param send_welcome_message: Omnisend defaults to sending one; we send ``false`` unless this is True.
+    :param incremental: send only new and changed contacts (vs. the last snapshot).
+    :param full_refresh: ignore the snapshot and send everything.
+    :param mode: ``upsert`` (default) or ``mirror`` (also remove the segment tag from who left).
+    :param max_profiles: fail before sending when the export holds more valid profiles.
+    :param max_reject_ratio: fail when rejected ÷ rows read is above this (default 0.05).
+    :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension).
+    :param state_path: folder (any fsspec URL) for snapshots and the last-export watermark.
+    :param requests_per_minute: use at most this many of the connection's requests per minute.
+    :param rate_share: how many exports share the connection's budget at once (the DAG passes the
+        ``omnisend_api`` pool's slots): each uses budget ÷ rate_share.
+    """
+
+    template_fields: Sequence[str] = (
+        "source", "source_format", "segment", "entity", "mapping", "custom_properties", "tags",
+        "segment_tag", "email_status", "sms_status", "omnisend_conn_id", "lake_conn_id", "rejects_path",
+        "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles", "max_reject_ratio",
+        "requests_per_minute",
+    )
+    template_fields_renderers = {"mapping": "json", "custom_properties": "json"}
+    operator_extra_links = (OmnisendSegmentLink(),)
+    ui_color = "#ffd7c2"
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        segment: str,
+        mapping: Mapping[str, str],
+        source_format: str = "auto",
+        entity: str | None = None,
+        omnisend_conn_id: str = OmnisendHook.default_conn_name,
+        lake_conn_id: str | None = None,
+        custom_properties: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
+        segment_tag: str | None = DEFAULT_SEGMENT_TAG,
+        email_status: str | Mapping[str, str] | None = None,
+        sms_status: str | Mapping[str, str] | None = None,
+        send_welcome_message: bool = False,
+        dry_run: bool = False,
+        incremental: bool = True,
+        full_refresh: bool = False,
+        mode: str = "upsert",
+        max_profiles: int | None = DEFAULT_MAX_PROFILES,
+        max_reject_ratio: float = 0.05,
+        rejects_path: str | None = None,
+        state_path: str | None = None,
+        requests_per_minute: int | None = None,
+        rate_share: int = 1,
+        confirm_timeout: float = 3600.0,
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.segment = segment
+        self.mapping = mapping
+        self.source_format = source_format
+        self.entity = entity
+        self.omnisend_conn_id = omnisend_conn_id
+        self.lake_conn_id = lake_conn_id
+        self.custom_properties = custom_properties
+        self.tags = tags
+        self.segment_tag = segment_tag
+        self.email_status = email_status
+        self.sms_status = sms_status
+        self.send_welcome_message = send_welcome_message
+        self.dry_run = dry_run
+        self.incremental = incremental
+        self.full_refresh = full_refresh
+        self.mode = mode
+        self.max_profiles = max_profiles
+        self.max_reject_ratio = max_reject_ratio
+        self.rejects_path = rejects_path
+        self.state_path = state_path
+        self.requests_per_minute = requests_per_minute
+        self.rate_share = rate_share
+        self.confirm_timeout = confirm_timeout
+        self.poll_interval = poll_interval
+
+    # ------------------------------------------------------------------ run
+    def execute(self, context: Context) -> dict[str, Any]:
+        dag_id = context["dag"].dag_id
+        dry_run = _flag(self.dry_run)
+        try:
+            settings = OmnisendHook(self.omnisend_conn_id).settings
+            share = settings.requests_per_minute // max(1, int(self.rate_share))
+            rpm = min(share, _opt_int(self.requests_per_minute) or share)
+            hook = OmnisendHook(self.omnisend_conn_id, dag_id=dag_id, requests_per_minute=max(1, rpm))
+            if not dry_run:
+                hook.check_can_send()  # before a byte is read: privacy, allowed DAGs
+            export = self._resolve()
+            lake_fs = lake_filesystem(export.source, self.lake_conn_id)
+            segment_tag = _segment_tag(self.segment_tag, self.segment)
+            spec = MappingSpec.build(
+                dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
+                segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
+                sms_status=self.sms_status, send_welcome_message=_flag(self.send_welcome_message),
+                available_columns=export.columns)
+            options = ExportOptions(
+                segment=self.segment, segment_tag=segment_tag, max_profiles=_opt_int(self.max_profiles),
+                max_reject_ratio=float(self.max_reject_ratio), incremental=_flag(self.incremental),
+                full_refresh=_flag(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
+                batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
+                poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
+        except (OmnisendConfigError, MappingError, LakeError, ValueError) as err:
+            raise AirflowFailException(str(err)) from None
+
+        run_dir = self._run_dir(context)
+        state_path = self.state_path or default_state_path()
+        key = watermark_key(self.omnisend_conn_id, self.segment)
+        rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
+        rejects = RejectsWriter(rejects_path, format="csv" if rejects_path.endswith(".csv") else "parquet",
+                                source_columns=spec.source_columns)
+        work_dir = tempfile.mkdtemp(prefix="omnisend-staging-")
+        progress = context.get("task_state_store") or MemoryProgressStore()
+        engine = ExportEngine(
+            client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
+            work_dir=work_dir, artifacts_dir=run_dir, rejects=rejects, progress=progress,
+            export_id=export.export_id)
+        self.log.info("Exporting segment %r from %s (%s, export %s) to Omnisend %s%s", self.segment,
+                      export.source, export.format, export.export_id, settings.version.name,
+                      " [dry run]" if dry_run else "")
+        try:
+            summary = engine.run(iter_batches(export, columns=spec.source_columns, filesystem=lake_fs))
+        except (ExportLimitError, LakeError) as err:
+            raise AirflowFailException(str(err)) from None
+        except (OmnisendAuthError, OmnisendVersionRetiredError) as err:
+            raise AirflowFailException(str(err)) from None  # a retry cannot fix a key or a version
+        except RejectRatioExceeded as err:
+            self.log.error("%s", err)
+            raise AirflowFailException(str(err)) from None
+        finally:
+            rejects.close()
+            shutil.rmtree(work_dir, ignore_errors=True)
+        if not dry_run:
+            write_watermark(state_path, key, export.export_id)
+        if segment_tag:
+            link = segment_contacts_url(segment_tag)
+            context["ti"].xcom_push(key=OmnisendSegmentLink().xcom_key, value=link)
+        result = summary.to_dict()
+        result["export_id"] = export.export_id
+        self._log_summary(result)
+        if result["rejected"]:
+            self.log.warning("%d rows were rejected; reasons: %s. Details: %s", result["rejected"],
+                             result["reasons"], result["rejects_path"])
+        return result
+
+    def _resolve(self) -> ResolvedExport:
+        source = self.source
+        if isinstance(source, Mapping):
+            return ResolvedExport.from_dict(dict(source))
+        source = str(source)
+        return resolve_export(source, format=self.source_format or "auto", entity=self.entity,
+                              segment=self.segment, filesystem=lake_filesystem(source, self.lake_conn_id))
+
+    def _run_dir(self, context: Context) -> Path:
+        """Local folder for this try's artefacts (rejects by default, payload sample, batch ids)."""
+        ti = context["ti"]
+        parts = [context["dag"].dag_id, _slug(str(context.get("run_id") or "manual")), ti.task_id]
+        if getattr(ti, "map_index", -1) not in (None, -1):
+            parts[-1] += f"-{ti.map_index}"
+        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+        path = Path(home, "omnisend_runs", *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _log_summary(self, result: Mapping[str, Any]) -> None:
+        keys = ("rows_read", "valid", "rejected", "duplicates", "new", "changed", "unchanged", "removed",
+                "sent", "batches", "untagged", "duration_s")
+        self.log.info("Segment %r summary: %s", self.segment, ", ".join(f"{k}={result[k]}" for k in keys))
+
+
+def _segment_tag(template: str | None, segment: str) -> str | None:
+    if not template:
+        return None
+    return template.replace("{segment}", segment)
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:120]
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    if value in (None, "", "None"):
+        return None
+    return int(value)

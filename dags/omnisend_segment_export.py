@@ -1,0 +1,155 @@
+"""Export Customer Insights segments from the lake into Omnisend, on the refresh schedule or on demand.
+
+Per segment (dynamic task mapping over the ``segments`` param): wait for a complete new export in the
+lake (deferrable) -> export it (map, validate, de-duplicate, send only what changed, confirm) -> confirm
+its batches (deferrable). A summary task then logs one row of counts per segment.
+
+Configuration comes from Airflow Variables, falling back to environment variables of the same name,
+then to the defaults below; nothing is hard-coded:
+
+==============================  ==============================================================
+OMNISEND_EXPORT_SCHEDULE        cron expression or preset (default ``@daily``); ``asset`` runs
+                                the DAG when the export location (an Asset) is updated
+OMNISEND_LAKE_PATH              the export folder (file://, abfs://, s3://, gs://)
+OMNISEND_SOURCE_FORMAT          auto | cdm | parquet | csv | delta (default auto)
+OMNISEND_SEGMENTS               JSON list of segment names (default for the ``segments`` param)
+OMNISEND_MAPPING                JSON {omnisend_field: column} (default: Customer Insights' names)
+OMNISEND_STATE_PATH             snapshots and watermarks (default $AIRFLOW_HOME/omnisend_state)
+OMNISEND_CONN_ID                the Omnisend connection (default omnisend_default)
+OMNISEND_LAKE_CONN_ID           the lake's connection, if it needs credentials
+OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running at once per brand;
+                                each gets the connection's budget divided by this (default 2)
+OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
+OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
+==============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, Param, Variable, task, task_group
+
+from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+from airflow_provider_omnisend.sensors.batches import OmnisendBatchSensor
+from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
+
+POOL = "omnisend_api"
+CUSTOMER_INSIGHTS_MAPPING = {
+    "email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName", "address": "Address1",
+    "city": "City", "state": "StateOrProvince", "postalCode": "PostalCode", "countryCode": "Country",
+}
+
+
+def setting(name: str, default: str) -> str:
+    """An Airflow Variable, else the environment variable of the same name, else ``default``.
+
+    Read at parse time only for the schedule and the params' defaults; the tasks get everything else
+    through templates, so a change of Variable applies to the next run without a redeploy.
+    """
+    value = os.environ.get(name)
+    with contextlib.suppress(Exception):  # no metadata DB at parse time (e.g. a linter): env decides
+        value = Variable.get(name, default=value)
+    return default if value in (None, "") else str(value)
+
+
+def schedule_from(setting_value: str, lake_path: str) -> Any:
+    if setting_value.strip().lower() == "asset":
+        return [Asset(lake_path)]
+    return setting_value
+
+
+LAKE_PATH = setting("OMNISEND_LAKE_PATH", "file:///opt/airflow/lake/CustomerInsights_demo/OmnisendExport")
+SEGMENTS = json.loads(setting("OMNISEND_SEGMENTS", '["HighValueCustomers"]'))
+DEFERRABLE = setting("OMNISEND_DEFERRABLE", "true").lower() in {"1", "true", "yes"}
+POOL_SLOTS = max(1, int(setting("OMNISEND_POOL_SLOTS", "2")))
+
+with DAG(
+    dag_id="omnisend_segment_export",
+    description="Customer Insights segments -> Omnisend (incremental, confirmed, resumable)",
+    schedule=schedule_from(setting("OMNISEND_EXPORT_SCHEDULE", "@daily"), LAKE_PATH),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=["omnisend", "customer-insights"],
+    params={
+        "segments": Param(SEGMENTS, type="array", items={"type": "string", "minLength": 1}, minItems=1,
+                          description="Segments to export (entities of the Customer Insights export)."),
+        "dry_run": Param(False, type="boolean",
+                         description="Read, map and validate; write rejects and a sample; send nothing."),
+        "full_refresh": Param(False, type="boolean",
+                              description="Ignore the last snapshot and send every contact."),
+        "max_profiles": Param(1_000_000, type="integer", minimum=1,
+                              description="Fail before sending when a segment has more valid profiles."),
+        "mode": Param("upsert", type="string", enum=["upsert", "mirror"],
+                      description="mirror also removes the segment tag from contacts who left."),
+    },
+    render_template_as_native_obj=True,
+) as dag:
+
+    @task
+    def segments_to_export(params: dict[str, Any] | None = None) -> list[str]:
+        return list((params or {})["segments"])
+
+    @task_group(group_id="segment")
+    def export_segment(segment: str) -> Any:
+        ready = OmnisendSegmentExportSensor(
+            task_id="wait_for_export",
+            source=LAKE_PATH,
+            source_format=setting("OMNISEND_SOURCE_FORMAT", "auto"),
+            segment=segment,
+            lake_conn_id=setting("OMNISEND_LAKE_CONN_ID", "") or None,
+            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
+            state_path=setting("OMNISEND_STATE_PATH", "") or None,
+            deferrable=DEFERRABLE,
+            poll_interval=30,
+            timeout=int(setting("OMNISEND_SENSOR_TIMEOUT", str(6 * 3600))),
+            mode="reschedule" if not DEFERRABLE else "poke",
+        )
+        exported = OmnisendExportSegmentOperator(
+            task_id="export",
+            source=ready.output,
+            segment=segment,
+            mapping=json.loads(setting("OMNISEND_MAPPING", json.dumps(CUSTOMER_INSIGHTS_MAPPING))),
+            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
+            lake_conn_id=setting("OMNISEND_LAKE_CONN_ID", "") or None,
+            state_path=setting("OMNISEND_STATE_PATH", "") or None,
+            dry_run="{{ params.dry_run }}",
+            full_refresh="{{ params.full_refresh }}",
+            max_profiles="{{ params.max_profiles }}",
+            mode="{{ params.mode }}",
+            rate_share=POOL_SLOTS,
+            pool=POOL,
+        )
+        confirmed = OmnisendBatchSensor(
+            task_id="confirm_batches",
+            batch_ids=exported.output,
+            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
+            deferrable=DEFERRABLE,
+            poll_interval=15,
+        )
+        ready >> exported >> confirmed
+        return exported.output
+
+    @task
+    def summarize(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Log one row of counts per segment, and where the rejects went."""
+        columns = ("segment", "rows_read", "valid", "rejected", "duplicates", "new", "changed",
+                   "unchanged", "removed", "sent", "batches", "duration_s")
+        rows = [[str(s.get(c, "")) for c in columns] for s in summaries if s]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+        line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+        table = [line, "-" * len(line)]
+        table += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+        print("Omnisend export summary\n" + "\n".join(table))
+        for s in summaries:
+            if s and s.get("rejected"):
+                print(f"Rejects for {s['segment']}: {s['rejects_path']} ({s['rejected']} rows)")
+        return {"segments": len(rows), "sent": sum(int(s.get("sent", 0)) for s in summaries if s)}
+
+    summarize(export_segment.expand(segment=segments_to_export()))
