@@ -307,14 +307,12 @@ class ExportEngine:
         total = int(send.sum())
         tracker = _Progress(total, self.options.progress_interval, self.clock)
         pending: dict[str, _Chunk] = {}
-        last_saved = [0.0]
 
-        def checkpoint(force: bool = False) -> None:
-            now = self.clock()
-            if force or now - last_saved[0] >= 1.0:
-                self.progress.set(PROGRESS_KEY, {"plan": plan, "submitted": {
-                    str(chunk.number): bid for bid, chunk in pending.items()}})
-                last_saved[0] = now
+        def checkpoint() -> None:
+            """Record the submitted, unconfirmed batch ids: after a crash only batches in flight (sent,
+            answer not recorded) are sent again."""
+            self.progress.set(PROGRESS_KEY, {"plan": plan, "submitted": {
+                str(chunk.number): bid for bid, chunk in pending.items()}})
 
         def confirm(block: bool) -> None:
             outcomes = (self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending)))
@@ -324,7 +322,7 @@ class ExportEngine:
             for bid in outcomes:
                 chunk = pending.pop(bid)
                 tracker.advance(len(chunk.positions))
-            checkpoint(force=True)
+            checkpoint()
 
         resumed_ids = {int(k): v for k, v in submitted.items()}
         with ThreadPoolExecutor(max_workers=self.options.max_in_flight,
@@ -346,7 +344,7 @@ class ExportEngine:
                 tracker.maybe_log()
             while in_flight:
                 self._collect(in_flight, pending, summary, wait_first=True)
-            checkpoint(force=True)
+                checkpoint()
         confirm(block=True)
         self._retry_transient(journal, summary, tracker)
         summary.sent = total
