@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from airflow_provider_omnisend.api.errors import OmnisendApiError
+
 log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"finished", "stopped"})
@@ -65,6 +67,8 @@ class BatchConfirmer:
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.requests = 0
+        # Legacy API generations have no batch listing: fall back to one GET per batch.
+        self.can_list = True
 
     def summaries(self, batch_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Each batch's summary (status and counts): from list pages, else one GET per batch."""
@@ -107,9 +111,16 @@ class BatchConfirmer:
     def _list_summaries(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         offset = 0
-        for _ in range(MAX_LIST_PAGES):
+        for _ in range(MAX_LIST_PAGES if self.can_list else 0):
             self.requests += 1
-            page = self.api.list_batches(endpoint=self.endpoint, offset=offset, limit=250)
+            try:
+                page = self.api.list_batches(endpoint=self.endpoint, offset=offset, limit=250)
+            except OmnisendApiError as err:
+                if err.status not in (404, 405):
+                    raise
+                log.info("Batch listing is not available (%s); confirming batches one by one", err.status)
+                self.can_list = False
+                break
             batches = page.get("batches") or []
             for summary in batches:
                 if summary.get("batchID") in wanted:
