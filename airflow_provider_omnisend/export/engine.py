@@ -47,7 +47,13 @@ from airflow_provider_omnisend.export.payload import (
 from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
 from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, ProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
-from airflow_provider_omnisend.export.snapshot import diff, load_state, merge_snapshot, write_snapshot
+from airflow_provider_omnisend.export.snapshot import (
+    SNAPSHOT_SCHEMA,
+    diff,
+    load_state,
+    merge_snapshot,
+    write_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +223,10 @@ class ExportEngine:
             summary.duration_s = round(self.clock() - started, 3)
             return summary
 
+        if state.snapshot_name is None:
+            # First run: persist the hash key now, so a retry after a crash hashes alike and resumes.
+            write_snapshot(self.state_dir, SNAPSHOT_SCHEMA.empty_table(), hash_key=state.hash_key,
+                           config_digest=self.spec.config_digest, storage_options=self.storage_options)
         plan = self._plan_digest(send)
         journal = Journal(self.state_dir, plan, storage_options=self.storage_options)
         self._push(send, plan, journal, summary)

@@ -1,0 +1,130 @@
+"""Incremental refresh and segment mirror over three refreshes in a row, against the emulator."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from airflow_provider_omnisend.export import engine as engine_module
+from airflow_provider_omnisend.export.progress import MemoryProgressStore
+from airflow_provider_omnisend.testing.sample_data import synthetic_profiles
+from tests.support import expected_contacts, export_client, run_export
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+TAG = "segment: VIP"
+
+
+def posted(emulator) -> int:
+    return emulator.state()["requests"].get("POST /api/batches", 0)
+
+
+def wait_tags_applied(emulator, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while emulator.state()["tag_operations_pending"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def refreshes() -> tuple[pa.Table, pa.Table]:
+    """First 50k contacts; then 500 changed (new first name), 300 new, 200 removed."""
+    first = synthetic_profiles(50_000, seed=5, invalid_fraction=0, duplicate_fraction=0)
+    changed_idx = pa.array(range(1_000, 1_500))
+    names = pc.replace_with_mask(first.column("FirstName").combine_chunks(),
+                                 pa.array([1_000 <= i < 1_500 for i in range(50_000)]),
+                                 pa.array(["Renamed"] * 500))
+    second = first.set_column(first.schema.get_field_index("FirstName"), "FirstName", names)
+    keep = pa.array([not (10_000 <= i < 10_200) for i in range(50_000)])  # 200 leave the segment
+    second = second.filter(keep)
+    new = synthetic_profiles(300, seed=6, start=50_000, invalid_fraction=0, duplicate_fraction=0)
+    assert changed_idx is not None
+    return first, pa.concat_tables([second, new])
+
+
+def assert_state(emulator, table: pa.Table) -> None:
+    expected = expected_contacts(table)
+    stored = {c["email"]: c for c in emulator.contacts()}
+    assert set(expected) <= set(stored)
+    wrong = [e for e, values in expected.items() for f, v in values.items() if stored[e].get(f) != v]
+    assert wrong == []
+
+
+def test_three_refreshes_send_only_changes_and_mirror_removes_exactly_the_leavers(emulator, tmp_path):
+    client = export_client(emulator)
+    first, second = refreshes()
+    state = tmp_path / "state"
+
+    s1, _ = run_export(client, first.to_batches(), tmp_path=tmp_path, state_dir=state, run_name="r1")
+    assert (s1.new, s1.changed, s1.unchanged, s1.removed, s1.sent) == (50_000, 0, 0, 0, 50_000)
+    assert_state(emulator, first)
+
+    before = posted(emulator)
+    s2, _ = run_export(client, second.to_batches(), tmp_path=tmp_path, state_dir=state, run_name="r2",
+                       mode="mirror")
+    assert (s2.new, s2.changed, s2.unchanged, s2.removed) == (300, 500, 49_300, 200)
+    assert s2.sent == 800
+    assert posted(emulator) - before <= 800 // 100 + 2  # plus at most one partial chunk per slice
+    wait_tags_applied(emulator)
+    assert_state(emulator, second)
+    stored = {c["email"]: c for c in emulator.contacts()}
+    untagged = {e for e, c in stored.items() if TAG not in c["tags"]}
+    assert untagged == {f"customer{i}@example.com" for i in range(10_000, 10_200)}
+    assert s2.untagged == 200
+    assert len(stored) == 50_300  # leavers lose the tag, nothing more: they are still contacts
+
+    before = posted(emulator)
+    s3, _ = run_export(client, second.to_batches(), tmp_path=tmp_path, state_dir=state, run_name="r3",
+                       mode="mirror")
+    assert (s3.new, s3.changed, s3.unchanged, s3.removed, s3.sent) == (0, 0, 50_100, 0, 0)
+    assert posted(emulator) == before  # zero contact batches
+
+
+def test_upsert_mode_leaves_leavers_alone_and_full_refresh_sends_all(emulator, tmp_path):
+    client = export_client(emulator)
+    table = synthetic_profiles(2_000, invalid_fraction=0, duplicate_fraction=0)
+    run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r1")
+    smaller = table.slice(0, 1_500)
+    s2, _ = run_export(client, smaller.to_batches(), tmp_path=tmp_path, run_name="r2")
+    assert (s2.removed, s2.untagged, s2.sent) == (500, 0, 0)
+    assert all(TAG in c["tags"] for c in emulator.contacts())
+    s3, _ = run_export(client, smaller.to_batches(), tmp_path=tmp_path, run_name="r3", full_refresh=True)
+    assert s3.sent == 1_500
+
+
+def test_mapping_change_counts_every_contact_as_changed(emulator, tmp_path):
+    client = export_client(emulator)
+    table = synthetic_profiles(1_000, invalid_fraction=0, duplicate_fraction=0)
+    run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r1",
+               mapping={"email": "EmailAddress", "firstName": "FirstName"})
+    s2, _ = run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r2",
+                       mapping={"email": "EmailAddress", "firstName": "FirstName", "city": "City"})
+    assert (s2.changed, s2.unchanged, s2.sent) == (1_000, 0, 1_000)
+
+
+def test_crash_between_pushes_and_snapshot_loses_nothing(emulator, tmp_path, monkeypatch):
+    client = export_client(emulator)
+    table = synthetic_profiles(5_000, invalid_fraction=0, duplicate_fraction=0)
+    progress = MemoryProgressStore()  # stands in for Airflow's task state store across the retry
+
+    real_write = engine_module.write_snapshot
+
+    def crash(state_dir, table, **kwargs):
+        if table.num_rows == 0:  # the first run's empty snapshot, written before any push
+            return real_write(state_dir, table, **kwargs)
+        raise RuntimeError("worker died before the snapshot was written")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_module, "write_snapshot", crash)
+        with pytest.raises(RuntimeError, match="worker died"):
+            run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r1", progress=progress)
+    first_posts = posted(emulator)
+    assert first_posts >= 50 and emulator.state()["contacts"] == 5_000
+    assert emulator.state()["contacts"] == 5_000
+
+    retry, _ = run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r2", progress=progress)
+    assert retry.resumed  # the journal of confirmed batches spared re-sending them
+    assert posted(emulator) == first_posts
+    assert_state(emulator, table)
+    after, _ = run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r3")
+    assert after.sent == 0 and after.unchanged == 5_000
