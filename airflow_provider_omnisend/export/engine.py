@@ -346,14 +346,14 @@ class ExportEngine:
                     pending[resumed_ids[chunk.number]] = chunk  # submitted before the crash: confirm only
                     continue
                 while len(in_flight) >= self.options.max_in_flight:
-                    self._collect(in_flight, pending, summary, wait_first=True)
+                    self._collect(in_flight, pending)
                     checkpoint()
                 in_flight[pool.submit(self._send_chunk, chunk)] = chunk
                 if len(pending) >= self.options.confirm_every:
                     confirm(block=False)
                 tracker.maybe_log()
             while in_flight:
-                self._collect(in_flight, pending, summary, wait_first=True)
+                self._collect(in_flight, pending)
                 checkpoint()
         confirm(block=True)
         self._retry_transient(journal, summary, tracker)
@@ -373,19 +373,24 @@ class ExportEngine:
             raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r}")
         return str(batch_id)
 
-    def _collect(self, in_flight: dict[Future, _Chunk], pending: dict[str, _Chunk],
-                 summary: ExportSummary, *, wait_first: bool) -> None:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED if wait_first else "ALL_COMPLETED")
+    def _collect(self, in_flight: dict[Future, _Chunk], pending: dict[str, _Chunk]) -> None:
+        """Wait for at least one send to finish and track its batch."""
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
             chunk = in_flight.pop(future)
             chunk.body = b""  # sent: keep memory bounded (a retry rebuilds its body from staging)
-            result = future.result()  # auth/version/network errors propagate: progress is saved
-            if isinstance(result, OmnisendValidationError):
-                for pos in chunk.positions.tolist():
-                    self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
-                continue
-            self.batch_ids.append(result)
-            pending[result] = chunk
+            # Auth, version and exhausted network errors propagate: the progress is saved.
+            self._track(chunk, future.result(), pending)
+
+    def _track(self, chunk: _Chunk, result: str | OmnisendValidationError,
+               pending: dict[str, _Chunk]) -> None:
+        """A batch was accepted (to confirm later) or refused whole (its rows are rejected)."""
+        if isinstance(result, OmnisendValidationError):
+            for pos in chunk.positions.tolist():
+                self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
+            return
+        self.batch_ids.append(result)
+        pending[result] = chunk
 
     def _record_outcomes(self, outcomes: dict[str, BatchOutcome], pending: dict[str, _Chunk],
                          journal: Journal) -> None:
@@ -440,13 +445,7 @@ class ExportEngine:
         pending: dict[str, _Chunk] = {}
         for chunk in self._iter_chunks(mask):
             chunk.number += RETRY_CHUNK_BASE
-            result = self._send_chunk(chunk)
-            if isinstance(result, OmnisendValidationError):
-                for pos in chunk.positions.tolist():
-                    self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
-                continue
-            self.batch_ids.append(result)
-            pending[result] = chunk
+            self._track(chunk, self._send_chunk(chunk), pending)
         outcomes = self.confirmer.wait(list(pending))
         self._record_outcomes(outcomes, pending, journal)
 
