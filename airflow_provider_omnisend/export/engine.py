@@ -45,7 +45,7 @@ from airflow_provider_omnisend.export.payload import (
     plan_chunks,
 )
 from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
-from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, ProgressStore
+from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, JournalState, ProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.export.snapshot import (
     SNAPSHOT_SCHEMA,
@@ -132,6 +132,7 @@ class ExportSummary:
     removed: int = 0
     sent: int = 0
     batches: int = 0
+    resumed_batches: int = 0
     resent_batches: int = 0
     retried_items: int = 0
     api_rejected: int = 0
@@ -268,10 +269,11 @@ class ExportEngine:
         digest.update(str(self.options.batch_item_cap).encode())
         return digest.hexdigest()[:32]
 
-    def _iter_chunks(self, send: np.ndarray) -> Iterator[_Chunk]:
-        """The first round's chunks, deterministic for a given staging file, mask and caps."""
+    def _iter_chunks(self, send: np.ndarray, *, first_number: int = 0) -> Iterator[_Chunk]:
+        """Chunks of the rows in ``send``, numbered from ``first_number``: deterministic for a given
+        staging file, mask and caps, so a retry after a crash numbers them alike."""
         opts = self.options
-        number = 0
+        number = first_number
         offset = 0
         for batch in pq.ParquetFile(self.staging_path).iter_batches(
                 batch_size=STAGING_READ_ROWS, columns=["key", "item"]):
@@ -304,64 +306,94 @@ class ExportEngine:
 
     def _push(self, send: np.ndarray, plan: str, journal: Journal, summary: ExportSummary) -> None:
         saved = self.progress.get(PROGRESS_KEY) or {}
-        submitted: dict[str, str] = saved.get("submitted", {}) if saved.get("plan") == plan else {}
+        same_plan = saved.get("plan") == plan
+        submitted = {int(k): str(v) for k, v in saved.get("submitted", {}).items()} if same_plan else {}
+        sending = {int(n) for n in saved.get("sending", [])} if same_plan else set()
         done = journal.load()
-        summary.resumed = bool(submitted or done.confirmed_chunks)
-        for pos, reason, detail, transient in zip(done.failed_pos.tolist(), done.failed_reason,
-                                                  done.failed_detail, done.failed_transient.tolist(),
-                                                  strict=True):
-            self.failures[pos] = (reason, detail, transient)
+        summary.resumed = bool(submitted or sending or done.confirmed_chunks)
+        summary.resumed_batches = len(submitted)
+        # Recorded as being sent, with no batch id back: those are the batches sent again.
+        summary.resent_batches = len(sending - submitted.keys())
         if summary.resumed:
-            log.info("Resuming: %d chunks already confirmed, %d submitted batches to confirm",
-                     len(done.confirmed_chunks), len(submitted))
+            log.info("Resuming: %d chunks already confirmed, %d submitted batches to confirm, %d in flight "
+                     "at the crash to send again", len(done.confirmed_chunks), len(submitted),
+                     summary.resent_batches)
         total = int(send.sum())
         tracker = _Progress(total, self.options.progress_interval, self.clock)
-        pending: dict[str, _Chunk] = {}
+        self._send_round(self._iter_chunks(send), plan=plan, journal=journal, done=done, submitted=submitted,
+                         tracker=tracker)
+        retry = np.array(sorted(p for p, (_, _, transient) in self.failures.items() if transient),
+                         dtype=np.int64)
+        if len(retry):
+            summary.retried_items = len(retry)
+            log.info("Retrying %d items that failed for a transient reason", len(retry))
+            mask = np.zeros(len(send), dtype=bool)
+            mask[retry] = True
+            self._send_round(self._iter_chunks(mask, first_number=RETRY_CHUNK_BASE), plan=plan,
+                             journal=journal, done=done, submitted=submitted,
+                             tracker=_Progress(len(retry), self.options.progress_interval, self.clock))
+        summary.sent = total
+        summary.batches = len(self.batch_ids)
+        self._reject_failures(summary)
+        tracker.log(final=True)
 
-        def checkpoint() -> None:
-            """Record the submitted, unconfirmed batch ids: after a crash only batches in flight (sent,
-            answer not recorded) are sent again."""
-            self.progress.set(PROGRESS_KEY, {"plan": plan, "submitted": {
-                str(chunk.number): bid for bid, chunk in pending.items()}})
+    def _send_round(self, chunks: Iterable[_Chunk], *, plan: str, journal: Journal, done: JournalState,
+                    submitted: dict[int, str], tracker: _Progress) -> None:
+        """Send chunks from a bounded pool, checkpointing which are being sent and which were submitted,
+        and confirm them in bulk; chunks confirmed before a crash are replayed from the journal."""
+        opts = self.options
+        pending: dict[str, _Chunk] = {}
+        in_flight: dict[Future, _Chunk] = {}
+        last_poll = float("-inf")
+
+        def checkpoint(about_to_send: _Chunk | None = None) -> None:
+            sending = [c.number for c in in_flight.values()]
+            if about_to_send is not None:
+                sending.append(about_to_send.number)
+            self.progress.set(PROGRESS_KEY, {
+                "plan": plan, "sending": sending,
+                "submitted": {str(c.number): bid for bid, c in pending.items()}})
 
         def confirm(block: bool) -> None:
-            outcomes = (self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending)))
+            outcomes = self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending))
             if not outcomes:
                 return
             self._record_outcomes(outcomes, pending, journal)
             for bid in outcomes:
-                chunk = pending.pop(bid)
-                tracker.advance(len(chunk.positions))
+                tracker.advance(len(pending.pop(bid).positions))
             checkpoint()
 
-        resumed_ids = {int(k): v for k, v in submitted.items()}
-        with ThreadPoolExecutor(max_workers=self.options.max_in_flight,
-                                thread_name_prefix="omnisend-push") as pool:
-            in_flight: dict[Future, _Chunk] = {}
-            for chunk in self._iter_chunks(send):
+        with ThreadPoolExecutor(max_workers=opts.max_in_flight, thread_name_prefix="omnisend-push") as pool:
+            for chunk in chunks:
                 if chunk.number in done.confirmed_chunks:
+                    self._replay(chunk, done)
                     tracker.advance(len(chunk.positions))
                     continue
-                if chunk.number in resumed_ids:
-                    pending[resumed_ids[chunk.number]] = chunk  # submitted before the crash: confirm only
+                if chunk.number in submitted:  # submitted before the crash: confirm, do not send again
+                    pending[submitted[chunk.number]] = chunk
                     continue
-                while len(in_flight) >= self.options.max_in_flight:
+                while len(in_flight) >= opts.max_in_flight:
                     self._collect(in_flight, pending)
                     checkpoint()
+                checkpoint(about_to_send=chunk)
                 in_flight[pool.submit(self._send_chunk, chunk)] = chunk
-                if len(pending) >= self.options.confirm_every:
+                if len(pending) >= opts.confirm_every and self.clock() - last_poll >= opts.poll_interval:
+                    last_poll = self.clock()
                     confirm(block=False)
                 tracker.maybe_log()
             while in_flight:
                 self._collect(in_flight, pending)
                 checkpoint()
         confirm(block=True)
-        self._retry_transient(journal, summary, tracker)
-        summary.sent = total
-        summary.batches = len(self.batch_ids)
-        summary.resent_batches = len(resumed_ids)
-        self._reject_failures(summary)
-        tracker.log(final=True)
+
+    def _replay(self, chunk: _Chunk, done: JournalState) -> None:
+        """A chunk confirmed before a crash: its recorded failures stand, its other rows were accepted."""
+        failed = done.failures.get(chunk.number, {})
+        for pos in chunk.positions.tolist():
+            if pos in failed:
+                self.failures[pos] = failed[pos]
+            else:
+                self.failures.pop(pos, None)
 
     def _send_chunk(self, chunk: _Chunk) -> str | OmnisendValidationError:
         try:
@@ -431,23 +463,6 @@ class ExportEngine:
             return set()
         keys = hash_strings(pa.array([e.strip().lower() for e in emails], pa.string()), key=self.hash_key)
         return {by_key[k] for k in keys.tolist() if k in by_key}
-
-    def _retry_transient(self, journal: Journal, summary: ExportSummary, tracker: _Progress) -> None:
-        """Send the rows that failed for a transient reason once more, in fresh batches."""
-        retry = np.array(sorted(p for p, (_, _, transient) in self.failures.items() if transient),
-                         dtype=np.int64)
-        if not len(retry):
-            return
-        summary.retried_items = len(retry)
-        log.info("Retrying %d items that failed for a transient reason", len(retry))
-        mask = np.zeros(pq.ParquetFile(self.staging_path).metadata.num_rows, dtype=bool)
-        mask[retry] = True
-        pending: dict[str, _Chunk] = {}
-        for chunk in self._iter_chunks(mask):
-            chunk.number += RETRY_CHUNK_BASE
-            self._track(chunk, self._send_chunk(chunk), pending)
-        outcomes = self.confirmer.wait(list(pending))
-        self._record_outcomes(outcomes, pending, journal)
 
     def _reject_failures(self, summary: ExportSummary) -> None:
         if not self.failures:

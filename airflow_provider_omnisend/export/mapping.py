@@ -211,7 +211,8 @@ class MappingSpec:
 
 
 def _quoted(names: Iterable[object]) -> str:
-    return ", ".join(repr(name) for name in names)
+    # A column "name" with an '@' is a data row read as a header: never echo a customer's e-mail.
+    return ", ".join("<a value containing '@', redacted>" if "@" in str(n) else repr(n) for n in names)
 
 
 def _column_problem(what: str, column: object) -> list[str]:

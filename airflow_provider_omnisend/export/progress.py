@@ -59,11 +59,11 @@ class MemoryProgressStore:
 
 @dataclass
 class JournalState:
+    """Chunks Omnisend confirmed, and per chunk its failed rows: ``{chunk: {pos: (reason, detail,
+    transient)}}``. A confirmed chunk's rows without a failure record were accepted."""
+
     confirmed_chunks: set[int] = field(default_factory=set)
-    failed_pos: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    failed_reason: list[str] = field(default_factory=list)
-    failed_detail: list[str] = field(default_factory=list)
-    failed_transient: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    failures: dict[int, dict[int, tuple[str, str, bool]]] = field(default_factory=dict)
 
 
 class Journal:
@@ -89,11 +89,10 @@ class Journal:
         chunks = table["chunk"].to_numpy()
         pos = table["pos"].to_numpy()
         state.confirmed_chunks = set(np.unique(chunks[pos < 0]).tolist())
-        failed = table.filter(pa.compute.greater_equal(table["pos"], 0))
-        state.failed_pos = failed["pos"].to_numpy()
-        state.failed_reason = failed["reason"].to_pylist()
-        state.failed_detail = failed["detail"].to_pylist()
-        state.failed_transient = failed["transient"].to_numpy(zero_copy_only=False)
+        failed = table.filter(pa.compute.greater_equal(table["pos"], 0)).to_pydict()
+        for chunk, pos, reason, detail, transient in zip(failed["chunk"], failed["pos"], failed["reason"],
+                                                         failed["detail"], failed["transient"], strict=True):
+            state.failures.setdefault(chunk, {})[pos] = (reason, detail, transient)
         return state
 
     def append(self, chunks: list[int], *, failed_pos: list[int], reasons: list[str], details: list[str],

@@ -396,19 +396,20 @@ def group_refreshes(partitions: Sequence[Partition]) -> list[_Refresh]:
 
 def _check_files(
     refresh: _Refresh, listings: dict[str, dict[str, dict[str, Any]]]
-) -> tuple[list[dict[str, Any]], int]:
-    """Details of the partition files of ``refresh`` that exist, and how many are missing.
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Details of the partition files of ``refresh`` that exist, and the URLs of those missing.
 
     Each folder is listed once (not one request per file), which matters on object stores.
     """
-    found, missing = [], 0
+    found: list[dict[str, Any]] = []
+    missing: list[str] = []
     for part in refresh.partitions:
         folder = part.location.parent()
         if folder.path not in listings:
             listings[folder.path] = {e["name"].rstrip("/"): e for e in list_dir(folder)}
         entry = listings[folder.path].get(part.location.path)
         if entry is None or entry.get("type") == "directory":
-            missing += 1
+            missing.append(part.location.url)
         else:
             found.append(entry)
     return found, missing
@@ -430,7 +431,7 @@ def resolve_cdm(
     if not refreshes:
         raise ExportNotReady(source, reason=f"the manifest lists no partitions for entity {chosen.name!r}")
     listings: dict[str, dict[str, dict[str, Any]]] = {}
-    newest_missing = 0
+    newest_missing: list[str] = []
     for refresh in reversed(refreshes):
         entries, missing = _check_files(refresh, listings)
         if missing:
@@ -458,7 +459,9 @@ def resolve_cdm(
         source,
         reason=(
             f"entity {chosen.name!r}: the newest refresh {newest.folder or '(latest)'!r} still misses "
-            f"{newest_missing} of {len(newest.partitions)} partition file(s), and no older refresh is "
-            "complete"
+            f"{len(newest_missing)} of {len(newest.partitions)} partition file(s) listed in the manifest "
+            f"(e.g. {', '.join(repr(u) for u in newest_missing[:3])}), and no older refresh is complete. "
+            "If the export is still being written, wait for it (the export-ready sensor does); if it "
+            "failed, re-run the export in Customer Insights"
         ),
     )

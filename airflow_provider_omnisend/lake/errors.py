@@ -31,9 +31,15 @@ def safe_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def redact_value(name: str) -> str:
+    """A "column name" holding an '@' is a data value (a header-less file read with a header): hide it,
+    so an error message never carries a customer's e-mail into a log."""
+    return "<a value containing '@', redacted>" if "@" in str(name) else repr(name)
+
+
 def _listing(names: Iterable[str], *, limit: int = 30) -> str:
     names = list(names)
-    shown = ", ".join(repr(n) for n in names[:limit])
+    shown = ", ".join(redact_value(n) for n in names[:limit])
     more = f" (and {len(names) - limit} more)" if len(names) > limit else ""
     return (shown + more) if names else "(none)"
 

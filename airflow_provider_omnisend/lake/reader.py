@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_omnisend.lake import cdm, delta, files
 from airflow_provider_omnisend.lake.batches import check_columns, rebatch
-from airflow_provider_omnisend.lake.errors import ExportNotReady, UnsupportedFormat
+from airflow_provider_omnisend.lake.errors import ExportNotReady, ManifestNotFound, UnsupportedFormat
 from airflow_provider_omnisend.lake.export import FORMATS, CsvOptions, ResolvedExport
 from airflow_provider_omnisend.lake.fs import (
     Location,
@@ -74,6 +75,10 @@ def resolve_export(
     return files.resolve_csv(given, loc, entry, csv_options, listing=listing)
 
 
+#: ``<Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file>.csv``: where Customer Insights writes CDM partitions.
+_CDM_PARTITION = re.compile(r"^[^/]+/\d{4}/\d{2}/\d{2}/\d{4}/[^/]+\.csv$")
+
+
 def _detect(given: str, loc: Location, *, is_dir: bool) -> tuple[str, list[dict[str, Any]] | None]:
     """Guess the format from the names at ``loc`` (and the recursive listing it had to make, if any)."""
     if not is_dir:
@@ -104,6 +109,10 @@ def _detect(given: str, loc: Location, *, is_dir: bool) -> tuple[str, list[dict[
         )
     if has_parquet:
         return "parquet", listing
+    if has_csv and any(_CDM_PARTITION.match(n) for n in visible):
+        # Header-less CDM partitions without their manifest: reading them as CSV would take the first
+        # customer row for a header.
+        raise ManifestNotFound(given, found=sorted(names))
     if has_csv:
         return "csv", listing
     raise ExportNotReady(
