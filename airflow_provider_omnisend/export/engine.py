@@ -132,7 +132,9 @@ class ExportSummary:
     removed: int = 0
     sent: int = 0
     batches: int = 0
+    #: batches submitted before a crash and confirmed after it, without sending them again
     resumed_batches: int = 0
+    #: batches a crash left mid-send, sent again (at most ``max_in_flight``; an upper bound of duplicates)
     resent_batches: int = 0
     retried_items: int = 0
     api_rejected: int = 0

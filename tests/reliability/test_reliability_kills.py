@@ -249,4 +249,6 @@ def test_summary_resent_batches_counts_the_batches_sent_again(emulator, tmp_path
     figures(kill_point=f"{point} (summary check)", resent=out["resent"],
             rerun_summary_resent_batches=out["rerun"].resent_batches)
     assert out["verdict"].rows_lost == 0
-    assert out["rerun"].resent_batches == out["resent"]
+    # Counted from the checkpoint: a batch recorded as being sent when the process died is sent again,
+    # whether or not its first request reached Omnisend, so the count bounds the duplicates from above.
+    assert out["resent"] <= out["rerun"].resent_batches <= MAX_IN_FLIGHT
