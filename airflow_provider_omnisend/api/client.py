@@ -115,7 +115,7 @@ class OmnisendClient:
         limiter = self.limiters[bucket]
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
+            stop=self._stop,
             wait=self._wait,
             reraise=True,
             before_sleep=self._before_sleep,
@@ -174,6 +174,13 @@ class OmnisendClient:
                     self.limiters["tags" if "/tags" in path else "default"].penalise(error.retry_after)
             raise _Transient(error)
         raise error
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        """``max_attempts`` tries; a 429 gets five times as many, since Omnisend says when to come back
+        and another integration's burst on the shared budget is no reason to fail an export."""
+        exc = state.outcome.exception() if state.outcome else None
+        rate_limited = isinstance(exc, _Transient) and isinstance(exc.error, OmnisendRateLimitError)
+        return state.attempt_number >= self.max_attempts * (5 if rate_limited else 1)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
