@@ -139,6 +139,8 @@ with DAG(
     @task
     def summarize(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         """Log one row of counts per segment, and where the rejects went."""
+        if isinstance(summaries, dict):  # one mapped segment: Airflow hands over its summary alone
+            summaries = [summaries]
         columns = ("segment", "rows_read", "valid", "rejected", "duplicates", "new", "changed",
                    "unchanged", "removed", "sent", "batches", "duration_s")
         rows = [[str(s.get(c, "")) for c in columns] for s in summaries if s]

@@ -131,6 +131,8 @@ class ExportSummary:
     unchanged: int = 0
     removed: int = 0
     sent: int = 0
+    #: dry run: how many contacts a real run would send
+    would_send: int = 0
     batches: int = 0
     #: batches submitted before a crash and confirmed after it, without sending them again
     resumed_batches: int = 0
@@ -222,7 +224,7 @@ class ExportEngine:
                  prep.duplicates, delta.new, delta.changed, delta.unchanged, delta.removed)
         if opts.dry_run:
             summary.sample_path = self._write_sample(send)
-            summary.sent = int(send.sum())
+            summary.would_send = int(send.sum())
             summary.duration_s = round(self.clock() - started, 3)
             return summary
 
