@@ -275,38 +275,53 @@ class ExportEngine:
 
     def _iter_chunks(self, send: np.ndarray, *, first_number: int = 0) -> Iterator[_Chunk]:
         """Chunks of the rows in ``send``, numbered from ``first_number``: deterministic for a given
-        staging file, mask and caps, so a retry after a crash numbers them alike."""
+        staging file, mask and caps, so a retry after a crash numbers them alike. A chunk may span two
+        staging blocks (the tail of one block waits for the next), so only the last batch is partial."""
         opts = self.options
         number = first_number
+        tail: tuple[np.ndarray, np.ndarray, pa.Array] | None = None
+        for block in self._staged_rows(send):
+            positions, keys, items = block if tail is None else (
+                np.concatenate([tail[0], block[0]]), np.concatenate([tail[1], block[1]]),
+                pa.concat_arrays([tail[2], block[2]]))
+            plan = plan_chunks(item_byte_lengths(items), max_items=opts.batch_item_cap,
+                               max_body_bytes=opts.max_body_bytes)
+            *ready, (last_start, last_stop) = plan
+            for start, stop in ready:
+                yield _Chunk(number, positions[start:stop], keys[start:stop],
+                             batch_body(items.slice(start, stop - start)))
+                number += 1
+            tail = (positions[last_start:last_stop], keys[last_start:last_stop],
+                    items.slice(last_start, last_stop - last_start))
+        if tail is not None:
+            yield _Chunk(number, tail[0], tail[1], batch_body(tail[2]))
+
+    def _staged_rows(self, send: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, pa.Array]]:
+        """(staging positions, e-mail keys, item JSON) of the rows in ``send``, block by block; an item
+        too large for any batch is recorded as a failure here and left out."""
+        limit = self.options.max_body_bytes
         offset = 0
         for batch in pq.ParquetFile(self.staging_path).iter_batches(
                 batch_size=STAGING_READ_ROWS, columns=["key", "item"]):
-            n = batch.num_rows
-            mask = send[offset:offset + n]
+            mask = send[offset:offset + batch.num_rows]
             positions = np.flatnonzero(mask) + offset
-            offset += n
+            offset += batch.num_rows
             if not len(positions):
                 continue
             picked = batch.filter(pa.array(mask))
             items = picked.column("item")
-            lengths = item_byte_lengths(items)
-            oversized = np.zeros(len(lengths), dtype=bool)
-            oversized[oversized_items(lengths, max_body_bytes=opts.max_body_bytes)] = True
-            if oversized.any():
-                too_large = ("item_too_large",
-                             f"the contact's JSON does not fit a {opts.max_body_bytes}-byte batch", False)
+            keys = picked.column("key").to_numpy()
+            oversized = oversized_items(item_byte_lengths(items), max_body_bytes=limit)
+            if len(oversized):
+                too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch", False)
                 for pos in positions[oversized].tolist():
                     self.failures[pos] = too_large
-            keys = picked.column("key").to_numpy()
-            for start, stop in plan_chunks(np.where(oversized, 0, lengths), max_items=opts.batch_item_cap,
-                                           max_body_bytes=opts.max_body_bytes):
-                sel = np.arange(start, stop)
-                sel = sel[~oversized[start:stop]]
-                if not len(sel):
+                keep = np.ones(len(positions), dtype=bool)
+                keep[oversized] = False
+                positions, keys, items = positions[keep], keys[keep], items.filter(pa.array(keep))
+                if not len(positions):
                     continue
-                body = batch_body(items.take(pa.array(sel)))
-                yield _Chunk(number, positions[sel], keys[sel], body)
-                number += 1
+            yield positions, keys, items
 
     def _push(self, send: np.ndarray, plan: str, journal: Journal, summary: ExportSummary) -> None:
         saved = self.progress.get(PROGRESS_KEY) or {}
@@ -509,10 +524,14 @@ class ExportEngine:
         return len(ids)
 
     def _write_sample(self, send: np.ndarray) -> str:
-        picked = np.flatnonzero(send)[: self.options.dry_run_sample]
-        items = pq.read_table(self.staging_path, columns=["item"])["item"].take(pa.array(picked))
-        body = {"method": "POST", "endpoint": "contacts",
-                "items": [orjson.loads(s) for s in items.to_pylist()]}
+        """The first few items a real run would send, read block by block (never the whole column)."""
+        sample: list[dict[str, Any]] = []
+        for _, _, items in self._staged_rows(send):
+            sample += [orjson.loads(s) for s in items.slice(0, self.options.dry_run_sample - len(sample))
+                       .to_pylist()]
+            if len(sample) >= self.options.dry_run_sample:
+                break
+        body = {"method": "POST", "endpoint": "contacts", "items": sample}
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         path = self.artifacts_dir / "payload-sample.json"
         path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
