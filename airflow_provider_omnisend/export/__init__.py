@@ -1,1 +1,1 @@
-"""export."""
+"""The export core, free of Airflow: mapping, validation, de-duplication, payloads, snapshots, the engine."""

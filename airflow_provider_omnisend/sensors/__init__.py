@@ -1,1 +1,1 @@
-"""sensors."""
+"""Airflow sensors: a new complete export in the lake; Omnisend batches processed."""

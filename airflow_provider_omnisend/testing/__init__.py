@@ -1,1 +1,1 @@
-"""testing."""
+"""Test, demo and benchmark support: the Omnisend emulator, local server processes, sample data."""
