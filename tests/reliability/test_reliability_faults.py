@@ -62,8 +62,10 @@ class _Bursts(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        for _ in range(BURSTS):
-            if self.stop.wait(BURST_EVERY):
+        for burst in range(BURSTS):
+            # The first burst is armed at once (it hits the export's next requests, however fast the
+            # export is); later ones follow every BURST_EVERY seconds while it runs.
+            if burst and self.stop.wait(BURST_EVERY):
                 return
             requests.post(f"{self.base_url}/_emulator/config", json={"burst_429": BURST_SIZE}, timeout=10)
 
