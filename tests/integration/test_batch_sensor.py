@@ -28,7 +28,7 @@ def make_batches(conn_id: str, count: int) -> list[str]:
 
 def test_poke_waits_until_batches_are_terminal_and_returns_counts(emulator, omnisend_conn):
     conn_id = omnisend_conn()
-    emulator.configure(processing_items_per_s=5)  # 50 items take 10 emulated s = 0.1 s; slow enough
+    emulator.configure(processing_items_per_s=0.5)  # 50 items take 100 emulated s = 1 s each
     ids = make_batches(conn_id, 3)
     sensor = OmnisendBatchSensor(task_id="confirm", batch_ids=ids, omnisend_conn_id=conn_id)
     first = sensor.poke({})
@@ -43,7 +43,7 @@ def test_poke_waits_until_batches_are_terminal_and_returns_counts(emulator, omni
 
 def test_deferrable_sensor_defers_only_when_not_ready(emulator, omnisend_conn):
     conn_id = omnisend_conn()
-    emulator.configure(processing_items_per_s=1)
+    emulator.configure(processing_items_per_s=0.2)  # 2.5 s per batch: still processing at the first look
     ids = make_batches(conn_id, 2)
     sensor = OmnisendBatchSensor(task_id="confirm", batch_ids={"batch_ids": ids}, omnisend_conn_id=conn_id,
                                  deferrable=True, poll_interval=0.05)
