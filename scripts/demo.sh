@@ -47,7 +47,6 @@ fi
 # The summary task prints the per-segment table; show it, then what the emulator holds.
 awk '/Omnisend export summary/ {on=1; print "\n" $0; next} on && /loc=|\[|^$/ {exit} on {print}' \
   "$DEMO/dags-test.log"
-grep -o "Rejects for [^)]*rows)" "$DEMO/dags-test.log" | sort -u || true
 $PY - "$PORT" <<'PY'
 import sys, requests
 base = f"http://127.0.0.1:{sys.argv[1]}"
