@@ -83,8 +83,13 @@ class Journal:
             return state
         tables = []
         for path in paths:
-            with self.fs.open(path, "rb") as fh:
-                tables.append(pq.read_table(fh))
+            try:
+                with self.fs.open(path, "rb") as fh:
+                    tables.append(pq.read_table(fh))
+            except (OSError, pa.ArrowInvalid):  # torn by a crash: its chunks are simply confirmed again
+                continue
+        if not tables:
+            return state
         table = pa.concat_tables(tables)
         chunks = table["chunk"].to_numpy()
         pos = table["pos"].to_numpy()
@@ -109,8 +114,11 @@ class Journal:
         }, schema=JOURNAL_SCHEMA)
         self.fs.makedirs(self.dir, exist_ok=True)
         name = f"part-{self._parts_written:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        with self.fs.open(posixpath.join(self.dir, name), "wb") as fh:
+        # Written under a temporary name, then renamed: a crash mid-write never leaves a torn part.
+        temporary = posixpath.join(self.dir, f".{name}.tmp")
+        with self.fs.open(temporary, "wb") as fh:
             pq.write_table(table, fh)
+        self.fs.mv(temporary, posixpath.join(self.dir, name))
         self._parts_written += 1
 
     def clear(self) -> None:
