@@ -63,7 +63,7 @@ class OmnisendConnSettings:
             conn_id=conn.conn_id,
             base_url=version.base_url(conn.host),
             version=version,
-            privacy_acknowledged=_flag(extra.get("privacy_acknowledged")),
+            privacy_acknowledged=as_bool(extra.get("privacy_acknowledged")),
             allowed_dag_ids=tuple(allowed),
             requests_per_minute=rpm,
             window_seconds=_number(extra, "window_seconds", 60.0, float, where),
@@ -136,7 +136,7 @@ class OmnisendHook(HttpHook):
             session.proxies = extra["proxies"]
         session.verify = extra.get("verify", extra.get("verify_ssl", True))
         session.cert = extra.get("cert")
-        session.trust_env = _flag(extra.get("trust_env", True))
+        session.trust_env = as_bool(extra.get("trust_env", True))
         session.headers.update(self.settings.version.auth_headers(self._api_key()))
         if headers:
             session.headers.update(headers)
@@ -249,7 +249,8 @@ def _mask(secret: str) -> None:
         pass
 
 
-def _flag(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A flag from a form, a template or JSON: "true"/"yes"/"on"/"1" (any case) or a real bool."""
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on", "y", "t"}
     return bool(value)

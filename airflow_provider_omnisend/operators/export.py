@@ -33,7 +33,7 @@ from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.hooks.lake import default_state_path, lake_filesystem
-from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
+from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, as_bool
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
 from airflow_provider_omnisend.lake.watermark import watermark_key, write_watermark
 from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contacts_url
@@ -139,7 +139,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
     # ------------------------------------------------------------------ run
     def execute(self, context: Context) -> dict[str, Any]:
         dag_id = context["dag"].dag_id
-        dry_run = _flag(self.dry_run)
+        dry_run = as_bool(self.dry_run)
         try:
             settings = OmnisendHook(self.omnisend_conn_id).settings
             share = settings.requests_per_minute // max(1, int(self.rate_share))
@@ -153,12 +153,12 @@ class OmnisendExportSegmentOperator(BaseOperator):
             spec = MappingSpec.build(
                 dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
-                sms_status=self.sms_status, send_welcome_message=_flag(self.send_welcome_message),
+                sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
                 available_columns=export.columns)
             options = ExportOptions(
                 segment=self.segment, segment_tag=segment_tag, max_profiles=_opt_int(self.max_profiles),
-                max_reject_ratio=float(self.max_reject_ratio), incremental=_flag(self.incremental),
-                full_refresh=_flag(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
+                max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
+                full_refresh=as_bool(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
         except (OmnisendConfigError, MappingError, LakeError, ValueError) as err:
@@ -237,12 +237,6 @@ def _segment_tag(template: str | None, segment: str) -> str | None:
 
 def _slug(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:120]
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
 
 
 def _opt_int(value: Any) -> int | None:
