@@ -21,6 +21,9 @@ OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running 
                                 each gets the connection's budget divided by this (default 2)
 OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
 OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
+OMNISEND_RETRIES                retries of each task (default 2); a retried export resumes where
+                                the failed try stopped and re-sends at most the batches in flight
+OMNISEND_RETRY_DELAY            seconds between tries (default 60)
 ==============================  ==============================================================
 """
 
@@ -75,7 +78,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": int(setting("OMNISEND_RETRIES", "2")),
+                  "retry_delay": timedelta(seconds=float(setting("OMNISEND_RETRY_DELAY", "60")))},
     tags=["omnisend", "customer-insights"],
     params={
         "segments": Param(SEGMENTS, type="array", items={"type": "string", "minLength": 1}, minItems=1,

@@ -97,6 +97,8 @@ class MappingSpec:
     email_status: ChannelStatus | None
     sms_status: ChannelStatus | None
     send_welcome_message: bool
+    #: The segment's own tag with ``{segment}`` filled in (also in ``tags``); None when turned off.
+    segment_tag: str | None = None
 
     @classmethod
     def build(
@@ -148,7 +150,7 @@ class MappingSpec:
             problems.extend(_column_problem(f"custom property {name!r}", column))
             props.append((name, column))
 
-        all_tags = _resolve_tags(tags, segment, segment_tag, problems)
+        all_tags, own_tag = _resolve_tags(tags, segment, segment_tag, problems)
         email_channel = _channel(email_status, "email_status", problems)
         sms_channel = _channel(sms_status, "sms_status", problems)
         if sms_channel is not None and "phone" not in mapping:
@@ -166,6 +168,7 @@ class MappingSpec:
             email_status=email_channel,
             sms_status=sms_channel,
             send_welcome_message=bool(send_welcome_message),
+            segment_tag=own_tag,
         )
         if available_columns is not None and not problems:
             available = set(available_columns)
@@ -223,13 +226,16 @@ def _column_problem(what: str, column: object) -> list[str]:
 
 def _resolve_tags(
     tags: Sequence[str], segment: str | None, segment_tag: str | None, problems: list[str]
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], str | None]:
+    """All tags of every contact (de-duplicated, in order), and the segment's own tag among them."""
     if isinstance(tags, str):
         problems.append(f"tags must be a list of strings, not the single string {tags!r}")
-        return ()
+        return (), None
     resolved = list(tags)
+    own: str | None = None
     if segment_tag is not None and (segment is not None or "{segment}" not in segment_tag):
-        resolved.append(segment_tag.replace("{segment}", segment or ""))
+        own = segment_tag.replace("{segment}", segment or "")
+        resolved.append(own)
     for tag in resolved:
         if not isinstance(tag, str) or not tag.strip():
             problems.append(f"tag {tag!r} is empty; every tag needs visible text")
@@ -240,7 +246,7 @@ def _resolve_tags(
         problems.append(
             f"{len(unique)} tags configured (including the segment tag); Omnisend accepts at most {MAX_TAGS}"
         )
-    return unique
+    return unique, (own.strip() if isinstance(own, str) else None)
 
 
 def _channel(value: str | Mapping[str, str] | None, what: str, problems: list[str]) -> ChannelStatus | None:

@@ -149,14 +149,13 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 hook.check_can_send()  # before a byte is read: privacy, allowed DAGs
             export = self._resolve()
             lake_fs = lake_filesystem(export.source, self.lake_conn_id)
-            segment_tag = _segment_tag(self.segment_tag, self.segment)
             spec = MappingSpec.build(
                 dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
                 available_columns=export.columns)
             options = ExportOptions(
-                segment=self.segment, segment_tag=segment_tag, max_profiles=_opt_int(self.max_profiles),
+                segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
                 max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
                 full_refresh=as_bool(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
@@ -170,7 +169,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
         rejects = RejectsWriter(rejects_path, format="csv" if rejects_path.endswith(".csv") else "parquet",
                                 source_columns=spec.source_columns)
-        work_dir = tempfile.mkdtemp(prefix="omnisend-staging-")
+        work_dir = self._work_dir(context)
         progress = context.get("task_state_store") or MemoryProgressStore()
         engine = ExportEngine(
             client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
@@ -193,8 +192,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
             shutil.rmtree(work_dir, ignore_errors=True)
         if not dry_run:
             write_watermark(state_path, key, export.export_id)
-        if segment_tag:
-            link = segment_contacts_url(segment_tag)
+        if spec.segment_tag:
+            link = segment_contacts_url(spec.segment_tag)
             context["ti"].xcom_push(key=OmnisendSegmentLink().xcom_key, value=link)
         result = summary.to_dict()
         result["export_id"] = export.export_id
@@ -214,14 +213,25 @@ class OmnisendExportSegmentOperator(BaseOperator):
 
     def _run_dir(self, context: Context) -> Path:
         """Local folder for this try's artefacts (rejects by default, payload sample, batch ids)."""
-        ti = context["ti"]
-        parts = [context["dag"].dag_id, _slug(str(context.get("run_id") or "manual")), ti.task_id]
-        if getattr(ti, "map_index", -1) not in (None, -1):
-            parts[-1] += f"-{ti.map_index}"
         home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
-        path = Path(home, "omnisend_runs", *parts)
+        path = Path(home, "omnisend_runs", *_task_instance_parts(context))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def _work_dir(self, context: Context) -> str:
+        """Local scratch folder of this task instance (the staged export: e-mails, owner-only).
+
+        One fixed folder per task instance, emptied when a try starts: a try killed without clean-up
+        (SIGKILL, OOM, a lost node) leaves its staging behind, and the next try removes it instead of
+        leaving customer data in the temp folder for good.
+        """
+        path = Path(tempfile.gettempdir(), "omnisend-staging", *_task_instance_parts(context))
+        if path.exists():
+            self.log.info("Removing the staging a previous try left behind: %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(mode=0o700)
+        return str(path)
 
     def _log_summary(self, result: Mapping[str, Any]) -> None:
         keys = ("rows_read", "valid", "rejected", "duplicates", "new", "changed", "unchanged", "removed",
@@ -229,10 +239,13 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.log.info("Segment %r summary: %s", self.segment, ", ".join(f"{k}={result[k]}" for k in keys))
 
 
-def _segment_tag(template: str | None, segment: str) -> str | None:
-    if not template:
-        return None
-    return template.replace("{segment}", segment)
+def _task_instance_parts(context: Context) -> list[str]:
+    """dag id / run id / task id[-map index], safe as folder names."""
+    ti = context["ti"]
+    parts = [context["dag"].dag_id, _slug(str(context.get("run_id") or "manual")), ti.task_id]
+    if getattr(ti, "map_index", -1) not in (None, -1):
+        parts[-1] += f"-{ti.map_index}"
+    return parts
 
 
 def _slug(value: str) -> str:

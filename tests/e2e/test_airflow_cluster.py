@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_omnisend.testing.airflow_cluster import DAG_ID, AirflowCluster
 from tests.e2e.helpers import (
     CHROMIUM,
-    DAG_ID,
     SEGMENTS,
-    AirflowCluster,
     assert_emulator_holds,
     expected_contacts,
     partition_files,

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import (
+from airflow_provider_omnisend.testing.airflow_cluster import (
     DAG_ID,
-    SEGMENTS,
-    airflow_env,
-    assert_emulator_holds,
-    copy_sample_lake,
-    expected_contacts,
     log_tail,
     prepare_airflow_home,
     run_airflow,
+)
+from tests.e2e.helpers import (
+    SEGMENTS,
+    assert_emulator_holds,
+    copy_sample_lake,
+    expected_contacts,
+    sample_env,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -26,8 +28,8 @@ def test_dags_test_exports_both_segments_exactly(tmp_path: Path, e2e_emulator) -
     export_dir = copy_sample_lake(tmp_path / "lake")
     logs = tmp_path / "logs"
     logs.mkdir()
-    env = airflow_env(tmp_path / "airflow", emulator=e2e_emulator, lake_dir=export_dir,
-                      state_dir=tmp_path / "state")
+    env = sample_env(tmp_path / "airflow", emulator=e2e_emulator, lake_dir=export_dir,
+                     state_dir=tmp_path / "state")
     prepare_airflow_home(env, logs)
 
     log = logs / "dags-test.log"

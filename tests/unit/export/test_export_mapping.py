@@ -68,10 +68,14 @@ def test_all_problems_reported_at_once() -> None:
 def test_segment_tag_substitution_and_switching_off() -> None:
     spec = MappingSpec.build({"email": "E"}, tags=["lake"], segment="VIP buyers")
     assert spec.tags == ("lake", "segment: VIP buyers")
-    assert MappingSpec.build({"email": "E"}, segment="VIP", segment_tag=None).tags == ()
-    assert MappingSpec.build({"email": "E"}, segment="VIP", segment_tag="aud-{segment}").tags == ("aud-VIP",)
+    assert spec.segment_tag == "segment: VIP buyers"  # what the mirror untags and the extra link shows
+    off = MappingSpec.build({"email": "E"}, segment="VIP", segment_tag=None)
+    assert off.tags == () and off.segment_tag is None
+    custom = MappingSpec.build({"email": "E"}, segment="VIP", segment_tag=" aud-{segment} ")
+    assert custom.tags == ("aud-VIP",) and custom.segment_tag == "aud-VIP"
     # a template needs a segment; without one no tag is invented
     assert MappingSpec.build({"email": "E"}).tags == ()
+    assert MappingSpec.build({"email": "E"}).segment_tag is None
     # duplicates collapse, order kept
     assert MappingSpec.build({"email": "E"}, tags=["a", "a", "b"], segment_tag=None).tags == ("a", "b")
 
