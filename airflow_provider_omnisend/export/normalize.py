@@ -55,6 +55,7 @@ from airflow_provider_omnisend.export.mapping import (
 from airflow_provider_omnisend.export.rejects import make_rejects_table, source_values
 from airflow_provider_omnisend.export.text import (
     as_utf8,
+    ascii_lower,
     byte_layout,
     empty_to_null,
     has_control_chars,
@@ -249,7 +250,7 @@ def _converted(
 
 
 def _email(values: pa.StringArray, label: str) -> tuple[pa.Array, list[_Check]]:
-    lowered = pc.ascii_lower(values)
+    lowered = ascii_lower(values)
     present = _present(values)
     checks = [_Check("missing_email", ~present, f"{label} is empty; every contact needs an e-mail address")]
     checks += _length_checks(lowered, label, EMAIL_MAX_LENGTH, code="invalid_email")

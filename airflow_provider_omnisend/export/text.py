@@ -48,6 +48,28 @@ def byte_layout(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return value_bytes(values), relative[:-1], np.diff(relative)
 
 
+def ascii_lower(values: pa.StringArray) -> pa.StringArray:
+    """``pc.ascii_lower`` that is safe for every string array layout.
+
+    pyarrow's ``ascii_lower`` mishandles an array at offset 0 whose first value offset is not 0 (what a
+    cast of a sliced ``large_string`` array gives): it writes the lowered bytes from 0 but keeps the old
+    offsets, so each value reads a later row's bytes (or past the buffer). Such an array is rebased
+    first (new offsets, the text is not copied).
+    """
+    if values.offset == 0 and len(values):
+        offsets = _offsets(values)
+        if offsets[0]:
+            validity, _, data = values.buffers()
+            values = pa.StringArray.from_buffers(
+                len(values),
+                pa.py_buffer((offsets - offsets[0]).astype(np.int32)),
+                data.slice(int(offsets[0])),
+                validity,
+                values.null_count,
+            )
+    return pc.ascii_lower(values)
+
+
 def has_control_chars(values: pa.StringArray) -> bool:
     """True when any value holds a C0 control, DEL or a C1 control (U+0080..U+009F, UTF-8 ``C2 80..9F``)."""
     data = value_bytes(values)
