@@ -26,7 +26,9 @@ from tests.support import omnisend_conn_uri
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 API_KEY = "load-test-key-91e2"
-TIME_SCALE = 0.05  # an emulated minute lasts 3 s
+#: An emulated minute lasts 15 s: the five exports together may send 400 / 15 s = 27 requests/s, which
+#: the shared 2-core CI machine sustains with room to spare (so the limit, not the CPU, sets the pace).
+TIME_SCALE = 0.25
 BRAND_LIMIT = 400
 SEGMENTS = [f"Load{n}" for n in range(5)]
 ROWS, OVERLAP = 20_000, 2_000
