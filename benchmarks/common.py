@@ -259,7 +259,9 @@ def demo_spec(columns: Iterable[str]) -> MappingSpec:
 @dataclass
 class EngineRun:
     summary: ExportSummary
-    phases: dict[str, float]  # seconds per engine step (load_state, prepare, diff, push, snapshot)
+    #: seconds per engine step: load_state (pointer, and a remote snapshot fetched), prepare, diff (spill
+    #: the staged keys by range, then compare), push, snapshot (merge range by range while writing)
+    phases: dict[str, float]
     seconds: float
     #: This process's peak RSS (MiB) when each step last ended: the step that raised it holds the peak.
     peaks: dict[str, float] = field(default_factory=dict)
@@ -268,10 +270,12 @@ class EngineRun:
 #: Steps of ExportEngine.run timed by wrapping the module-level functions it calls.
 _TIMED_STEPS = {
     "load_state": "load_state",
+    "fetch_snapshot": "load_state",
     "prepare_export": "prepare",
-    "diff": "diff",
-    "merge_snapshot": "snapshot",
+    "spill_keys": "diff",
+    "diff_partitioned": "diff",
     "write_snapshot": "snapshot",
+    "write_snapshot_batches": "snapshot",
 }
 
 

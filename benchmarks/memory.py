@@ -21,7 +21,6 @@ import gc
 import json
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,25 @@ MODES = ("read", "first", "again", "dry_run", "naive")
 
 
 class InstantApi:
-    """A stand-in for OmnisendClient that accepts every batch and reports it finished at once."""
+    """A stand-in for OmnisendClient that accepts every batch and reports it finished at once.
+
+    It keeps one integer per batch (ids are sequential, so no table of them is needed) and builds the
+    response dicts on demand: its own memory stays out of the engine's figure.
+    """
 
     def __init__(self) -> None:
-        self.batches: list[dict[str, Any]] = []
+        self.counts: list[int] = []
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _batch(number: int, count: int) -> dict[str, Any]:
+        return {
+            "batchID": f"{number:024x}",
+            "status": "finished",
+            "totalCount": count,
+            "finishedCount": count,
+            "errorsCount": 0,
+        }
 
     def create_batch(
         self,
@@ -66,27 +79,23 @@ class InstantApi:
         body: bytes | None = None,
     ) -> dict[str, Any]:
         count = (body or b"").count(b'{"identifiers":')
-        batch = {
-            "batchID": uuid.uuid4().hex,
-            "status": "finished",
-            "totalCount": count,
-            "finishedCount": count,
-            "errorsCount": 0,
-        }
         with self._lock:
-            self.batches.append(batch)
-        return {"batchID": batch["batchID"], "totalCount": count}
+            number = len(self.counts)
+            self.counts.append(count)
+        return {"batchID": f"{number:024x}", "totalCount": count}
 
     def list_batches(
         self, *, endpoint: str = "contacts", offset: int = 0, limit: int = 250, status: str | None = None
     ) -> dict[str, Any]:
         with self._lock:
-            end = len(self.batches) - offset
-            return {"batches": self.batches[max(0, end - limit) : max(0, end)][::-1]}
+            end = len(self.counts) - offset
+            numbers = range(max(0, end) - 1, max(0, end - limit) - 1, -1)  # newest first
+            return {"batches": [self._batch(n, self.counts[n]) for n in numbers]}
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
+        number = int(batch_id, 16)
         with self._lock:
-            return next(b for b in self.batches if b["batchID"] == batch_id)
+            return self._batch(number, self.counts[number])
 
     def get_batch_items(self, batch_id: str) -> dict[str, Any]:
         return {"responses": [], "errors": []}

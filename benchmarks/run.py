@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         help="emulated minute = 60 × this many real seconds (default %(default)s)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="write cProfile reports even if targets are met"
+        "--profile",
+        action="store_true",
+        help="write pipeline profiles (pyinstrument, else cProfile) even if the targets are met",
     )
     args = parser.parse_args(argv)
     quiet_logs()

@@ -6,13 +6,16 @@ The flow (no Airflow here; the operator only translates):
    local staging Parquet; invalid rows and duplicates go to the rejects file.
 2. **limit**: more valid profiles than ``max_profiles`` fails here, before anything is sent.
 3. **diff**: compare with the last snapshot (keyed hashes, no PII): only new and changed contacts are sent.
+   Staged keys are spilled to the work dir by key range and the key-sorted snapshot is streamed alongside
+   (``keyspill``), so memory does not grow with the number of contacts.
 4. **push**: chunks within the version's item cap and 1 MB go to ``POST /batches`` from a bounded pool of
    senders, inside the client's rate budget. Submitted batch ids are checkpointed in the progress store.
 5. **confirm**: batches are confirmed in bulk (``GET /batches`` pages), per-item errors read only for
    batches that report some; transient item failures are sent once more, the rest rejected with
    Omnisend's message. Confirmed chunks are journaled under ``state_dir`` so a retry skips them.
 6. **mirror** (optional): contacts that left the segment lose the segment tag, and nothing else.
-7. **snapshot**: written atomically, only after every batch was confirmed, without rejected rows.
+7. **snapshot**: written atomically, only after every batch was confirmed, without rejected rows (merged
+   range by range and streamed to the state dir).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,14 +35,15 @@ import fsspec
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendValidationError
 from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
 from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcome
 from airflow_provider_omnisend.export.hashing import hash_strings
+from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
 from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.payload import (
+    batch_bodies,
     batch_body,
     item_byte_lengths,
     oversized_items,
@@ -49,19 +54,26 @@ from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, Jou
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.export.snapshot import (
     SNAPSHOT_SCHEMA,
-    diff,
+    diff_partitioned,
+    fetch_snapshot,
     load_state,
-    merge_snapshot,
+    merge_partitioned,
     write_snapshot,
+    write_snapshot_batches,
 )
 
 log = logging.getLogger(__name__)
 
 #: Chunk numbers of the retry round start here, apart from the first round's.
 RETRY_CHUNK_BASE = 1 << 40
-STAGING_READ_ROWS = 65_536
+#: Staging rows read at a time while sending: a block's item JSON and its joined bodies are alive together
+#: (about 16 MB for 32k rows). Chunks span blocks, so the size changes memory, not the batches.
+STAGING_READ_ROWS = 32_768
 #: Up to this many batch ids travel in the summary (XCom); more go to a file.
 INLINE_BATCH_IDS = 50
+#: Under the work dir: staged keys spilled by key range, and a copy of a remote previous snapshot.
+KEYS_DIR = "keys"
+PREVIOUS_DIR = "previous"
 
 
 class ExportLimitError(ValueError):
@@ -155,11 +167,128 @@ class ExportSummary:
 
 
 @dataclass
-class _Chunk:
+class Chunk:
+    """One batch: its number (the same for a given staging file, mask and caps), rows and body."""
+
     number: int
     positions: np.ndarray  # staging row positions
     keys: np.ndarray       # keyed e-mail hashes, to map Omnisend's echoed items back to rows
     body: bytes
+
+
+@dataclass(frozen=True)
+class StagedBlock:
+    """Rows of one staging block picked by a mask: positions, e-mail keys, item JSON and its byte sizes."""
+
+    positions: np.ndarray
+    keys: np.ndarray
+    items: pa.StringArray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+def staged_rows(
+    staging_path: str,
+    send: np.ndarray,
+    *,
+    max_body_bytes: int = MAX_BATCH_BODY_BYTES,
+    read_rows: int | None = None,
+    on_oversized: Callable[[np.ndarray], None] | None = None,
+) -> Iterator[StagedBlock]:
+    """The staging rows where ``send`` is True, block by block (``read_rows`` rows read at a time,
+    ``STAGING_READ_ROWS`` by default). An item too large for any batch is left out and its staging
+    position handed to ``on_oversized``."""
+    offset = 0
+    for read in stream_parquet(staging_path, columns=["key", "item"],
+                               batch_size=read_rows or STAGING_READ_ROWS):
+        n = read.num_rows
+        mask = send[offset:offset + n]
+        picked = int(np.count_nonzero(mask))
+        offset += n
+        if not picked:
+            continue
+        if picked == n:  # a first run sends every row: no copy
+            positions = np.arange(offset - n, offset, dtype=np.int64)
+            batch = read
+        else:
+            positions = np.flatnonzero(mask) + (offset - n)
+            batch = read.filter(pa.array(mask))
+        keys = batch.column(0).to_numpy()
+        items = batch.column(1)
+        lengths = item_byte_lengths(items)
+        oversized = oversized_items(lengths, max_body_bytes=max_body_bytes)
+        if len(oversized):
+            if on_oversized is not None:
+                on_oversized(positions[oversized])
+            keep = np.ones(len(positions), dtype=bool)
+            keep[oversized] = False
+            positions, keys, lengths = positions[keep], keys[keep], lengths[keep]
+            items = items.filter(pa.array(keep))
+            if not len(positions):
+                continue
+        yield StagedBlock(positions, keys, items, lengths)
+
+
+def iter_chunks(
+    staging_path: str,
+    send: np.ndarray,
+    *,
+    max_items: int,
+    max_body_bytes: int = MAX_BATCH_BODY_BYTES,
+    first_number: int = 0,
+    read_rows: int | None = None,
+    on_oversized: Callable[[np.ndarray], None] | None = None,
+) -> Iterator[Chunk]:
+    """The batches of the staging rows in ``send``, numbered from ``first_number``, as the engine sends
+    them: deterministic for a given staging file, mask and caps, so a retry after a crash numbers them
+    alike. A chunk may span two staging blocks (the tail of one block waits for the next), so only the
+    last batch is partial (or one the next item would push over the byte cap). Each block's bodies come
+    from one Arrow join (:func:`~airflow_provider_omnisend.export.payload.batch_bodies`)."""
+    number = first_number
+    tail: StagedBlock | None = None
+    for block in staged_rows(staging_path, send, max_body_bytes=max_body_bytes, read_rows=read_rows,
+                             on_oversized=on_oversized):
+        carried = 0 if tail is None else len(tail)
+        if tail is None:
+            positions, keys, lengths = block.positions, block.keys, block.lengths
+        else:
+            positions = np.concatenate([tail.positions, block.positions])
+            keys = np.concatenate([tail.keys, block.keys])
+            lengths = np.concatenate([tail.lengths, block.lengths])
+        plan = plan_chunks(lengths, max_items=max_items, max_body_bytes=max_body_bytes)
+        *ready, (last_start, last_stop) = plan
+        # The few chunks that hold carried items are joined from a small copy; the others straight
+        # from this block's items.
+        spanning = [(a, b) for a, b in ready if a < carried]
+        inside = [(a, b) for a, b in ready if a >= carried]
+        bodies = [batch_body(_virtual_slice(tail, block.items, carried, a, b)) for a, b in spanning]
+        if inside:
+            bounds = np.array([a for a, _ in inside] + [inside[-1][1]], dtype=np.int64) - carried
+            bodies_inside: Iterable[bytes] = batch_bodies(block.items, bounds)
+        else:
+            bodies_inside = ()
+        for (start, stop), body in zip(spanning + inside, [*bodies, *bodies_inside], strict=True):
+            yield Chunk(number, positions[start:stop], keys[start:stop], body)
+            number += 1
+        tail = StagedBlock(positions[last_start:last_stop], keys[last_start:last_stop],
+                           _virtual_slice(tail, block.items, carried, last_start, last_stop),
+                           lengths[last_start:last_stop])
+    if tail is not None:
+        yield Chunk(number, tail.positions, tail.keys, batch_body(tail.items))
+
+
+def _virtual_slice(tail: StagedBlock | None, items: pa.StringArray, carried: int, start: int,
+                   stop: int) -> pa.StringArray:
+    """Items ``[start, stop)`` of the carried tail followed by ``items``, copying only when it spans both."""
+    if start >= carried:
+        return items.slice(start - carried, stop - start)
+    assert tail is not None
+    head = tail.items.slice(start, min(stop, carried) - start)
+    if stop <= carried:
+        return head
+    return pa.concat_arrays([head, items.slice(0, stop - carried)])
 
 
 class ExportEngine:
@@ -199,12 +328,19 @@ class ExportEngine:
 
     # ------------------------------------------------------------------ the whole run
     def run(self, batches: Iterable[pa.RecordBatch]) -> ExportSummary:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run(batches)
+        finally:  # the spilled keys and the snapshot copy; the staging file stays for inspection
+            shutil.rmtree(self.work_dir / KEYS_DIR, ignore_errors=True)
+            shutil.rmtree(self.work_dir / PREVIOUS_DIR, ignore_errors=True)
+
+    def _run(self, batches: Iterable[pa.RecordBatch]) -> ExportSummary:
         started = self.clock()
         opts = self.options
         summary = ExportSummary(segment=opts.segment, dry_run=opts.dry_run)
-        state = load_state(self.state_dir, storage_options=self.storage_options)
+        state = load_state(self.state_dir, storage_options=self.storage_options, read_table=False)
         self.hash_key = state.hash_key
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         prep = prepare_export(batches, self.spec, staging_dir=str(self.work_dir), rejects=self.rejects,
                               hash_key=state.hash_key)
         self.staging_path = prep.staging_path
@@ -215,7 +351,14 @@ class ExportEngine:
                 f"more than max_profiles={opts.max_profiles:,}. Nothing was sent. Raise max_profiles if "
                 "this size is expected, or check the export for a broken filter.")
         use_snapshot = opts.incremental and not opts.full_refresh
-        delta = diff(prep.staging_path, state.table if use_snapshot else None)
+        # The diff and the merge go key range by key range (spilled to the work dir) against the previous
+        # snapshot streamed from a local copy: no per-contact state of the whole export in memory.
+        parts = spill_keys(prep.staging_path, str(self.work_dir / KEYS_DIR))
+        previous = None
+        if use_snapshot and state.snapshot_name is not None:
+            previous = fetch_snapshot(self.state_dir, state.snapshot_name, str(self.work_dir / PREVIOUS_DIR),
+                                      storage_options=self.storage_options)
+        delta = diff_partitioned(parts, previous)
         summary.new, summary.changed = delta.new, delta.changed
         summary.unchanged, summary.removed = delta.unchanged, delta.removed
         send = np.asarray(delta.send, dtype=bool)
@@ -241,9 +384,9 @@ class ExportEngine:
         if self.failures:
             accepted[np.fromiter(self.failures.keys(), dtype=np.int64)] = False
         # Unchanged rows keep their entry; failed ones are left to be sent again next run.
-        table = merge_snapshot(state.table if use_snapshot else None, prep.staging_path, accepted, None)
-        write_snapshot(self.state_dir, table, hash_key=state.hash_key, config_digest=self.spec.config_digest,
-                       storage_options=self.storage_options)
+        write_snapshot_batches(self.state_dir, merge_partitioned(parts, previous, accepted),
+                               hash_key=state.hash_key, config_digest=self.spec.config_digest,
+                               storage_options=self.storage_options)
         journal.clear()
         self.progress.delete(PROGRESS_KEY)
         self._record_batch_ids(summary, plan)
@@ -268,60 +411,29 @@ class ExportEngine:
         digest = hashlib.sha256()
         digest.update(self.spec.config_digest.encode())
         digest.update(self.export_id.encode())
-        fps = pq.read_table(self.staging_path, columns=["fp"])["fp"].to_numpy()
-        digest.update(np.ascontiguousarray(fps[send]).tobytes())
+        offset = 0
+        for batch in stream_parquet(self.staging_path, columns=["fp"], batch_size=STAGING_READ_ROWS):
+            fps = batch.column(0).to_numpy()
+            digest.update(np.ascontiguousarray(fps[send[offset:offset + len(fps)]]).tobytes())
+            offset += len(fps)
         digest.update(str(self.options.batch_item_cap).encode())
         return digest.hexdigest()[:32]
 
-    def _iter_chunks(self, send: np.ndarray, *, first_number: int = 0) -> Iterator[_Chunk]:
-        """Chunks of the rows in ``send``, numbered from ``first_number``: deterministic for a given
-        staging file, mask and caps, so a retry after a crash numbers them alike. A chunk may span two
-        staging blocks (the tail of one block waits for the next), so only the last batch is partial."""
-        opts = self.options
-        number = first_number
-        tail: tuple[np.ndarray, np.ndarray, pa.Array] | None = None
-        for block in self._staged_rows(send):
-            positions, keys, items = block if tail is None else (
-                np.concatenate([tail[0], block[0]]), np.concatenate([tail[1], block[1]]),
-                pa.concat_arrays([tail[2], block[2]]))
-            plan = plan_chunks(item_byte_lengths(items), max_items=opts.batch_item_cap,
-                               max_body_bytes=opts.max_body_bytes)
-            *ready, (last_start, last_stop) = plan
-            for start, stop in ready:
-                yield _Chunk(number, positions[start:stop], keys[start:stop],
-                             batch_body(items.slice(start, stop - start)))
-                number += 1
-            tail = (positions[last_start:last_stop], keys[last_start:last_stop],
-                    items.slice(last_start, last_stop - last_start))
-        if tail is not None:
-            yield _Chunk(number, tail[0], tail[1], batch_body(tail[2]))
+    def _iter_chunks(self, send: np.ndarray, *, first_number: int = 0) -> Iterator[Chunk]:
+        """Chunks of the rows in ``send`` (see :func:`iter_chunks`); oversized items become failures."""
+        return iter_chunks(self.staging_path, send, max_items=self.options.batch_item_cap,
+                           max_body_bytes=self.options.max_body_bytes, first_number=first_number,
+                           on_oversized=self._too_large)
 
-    def _staged_rows(self, send: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, pa.Array]]:
-        """(staging positions, e-mail keys, item JSON) of the rows in ``send``, block by block; an item
-        too large for any batch is recorded as a failure here and left out."""
+    def _staged_rows(self, send: np.ndarray) -> Iterator[StagedBlock]:
+        return staged_rows(self.staging_path, send, max_body_bytes=self.options.max_body_bytes,
+                           on_oversized=self._too_large)
+
+    def _too_large(self, positions: np.ndarray) -> None:
         limit = self.options.max_body_bytes
-        offset = 0
-        for batch in pq.ParquetFile(self.staging_path).iter_batches(
-                batch_size=STAGING_READ_ROWS, columns=["key", "item"]):
-            mask = send[offset:offset + batch.num_rows]
-            positions = np.flatnonzero(mask) + offset
-            offset += batch.num_rows
-            if not len(positions):
-                continue
-            picked = batch.filter(pa.array(mask))
-            items = picked.column("item")
-            keys = picked.column("key").to_numpy()
-            oversized = oversized_items(item_byte_lengths(items), max_body_bytes=limit)
-            if len(oversized):
-                too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch", False)
-                for pos in positions[oversized].tolist():
-                    self.failures[pos] = too_large
-                keep = np.ones(len(positions), dtype=bool)
-                keep[oversized] = False
-                positions, keys, items = positions[keep], keys[keep], items.filter(pa.array(keep))
-                if not len(positions):
-                    continue
-            yield positions, keys, items
+        too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch", False)
+        for pos in positions.tolist():
+            self.failures[pos] = too_large
 
     def _push(self, send: np.ndarray, plan: str, journal: Journal, summary: ExportSummary) -> None:
         saved = self.progress.get(PROGRESS_KEY) or {}
@@ -356,16 +468,16 @@ class ExportEngine:
         self._reject_failures(summary)
         tracker.log(final=True)
 
-    def _send_round(self, chunks: Iterable[_Chunk], *, plan: str, journal: Journal, done: JournalState,
+    def _send_round(self, chunks: Iterable[Chunk], *, plan: str, journal: Journal, done: JournalState,
                     submitted: dict[int, str], tracker: _Progress) -> None:
         """Send chunks from a bounded pool, checkpointing which are being sent and which were submitted,
         and confirm them in bulk; chunks confirmed before a crash are replayed from the journal."""
         opts = self.options
-        pending: dict[str, _Chunk] = {}
-        in_flight: dict[Future, _Chunk] = {}
+        pending: dict[str, Chunk] = {}
+        in_flight: dict[Future, Chunk] = {}
         last_poll = float("-inf")
 
-        def checkpoint(about_to_send: _Chunk | None = None) -> None:
+        def checkpoint(about_to_send: Chunk | None = None) -> None:
             sending = [c.number for c in in_flight.values()]
             if about_to_send is not None:
                 sending.append(about_to_send.number)
@@ -405,7 +517,7 @@ class ExportEngine:
                 checkpoint()
         confirm(block=True)
 
-    def _replay(self, chunk: _Chunk, done: JournalState) -> None:
+    def _replay(self, chunk: Chunk, done: JournalState) -> None:
         """A chunk confirmed before a crash: its recorded failures stand, its other rows were accepted."""
         failed = done.failures.get(chunk.number, {})
         for pos in chunk.positions.tolist():
@@ -414,7 +526,7 @@ class ExportEngine:
             else:
                 self.failures.pop(pos, None)
 
-    def _send_chunk(self, chunk: _Chunk) -> str | OmnisendValidationError:
+    def _send_chunk(self, chunk: Chunk) -> str | OmnisendValidationError:
         try:
             response = self.client.create_batch(body=chunk.body)
         except OmnisendValidationError as err:
@@ -424,7 +536,7 @@ class ExportEngine:
             raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r}")
         return str(batch_id)
 
-    def _collect(self, in_flight: dict[Future, _Chunk], pending: dict[str, _Chunk]) -> None:
+    def _collect(self, in_flight: dict[Future, Chunk], pending: dict[str, Chunk]) -> None:
         """Wait for at least one send to finish and track its batch."""
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
@@ -433,8 +545,8 @@ class ExportEngine:
             # Auth, version and exhausted network errors propagate: the progress is saved.
             self._track(chunk, future.result(), pending)
 
-    def _track(self, chunk: _Chunk, result: str | OmnisendValidationError,
-               pending: dict[str, _Chunk]) -> None:
+    def _track(self, chunk: Chunk, result: str | OmnisendValidationError,
+               pending: dict[str, Chunk]) -> None:
         """A batch was accepted (to confirm later) or refused whole (its rows are rejected)."""
         if isinstance(result, OmnisendValidationError):
             for pos in chunk.positions.tolist():
@@ -443,7 +555,7 @@ class ExportEngine:
         self.batch_ids.append(result)
         pending[result] = chunk
 
-    def _record_outcomes(self, outcomes: dict[str, BatchOutcome], pending: dict[str, _Chunk],
+    def _record_outcomes(self, outcomes: dict[str, BatchOutcome], pending: dict[str, Chunk],
                          journal: Journal) -> None:
         chunks, f_pos, f_reason, f_detail, f_transient, f_chunk = [], [], [], [], [], []
         for bid, outcome in outcomes.items():
@@ -491,25 +603,39 @@ class ExportEngine:
             rows, details = by_reason.setdefault(reason, ([], []))
             rows.append(pos)
             details.append(detail)
-        rows_col = pq.read_table(self.staging_path, columns=["row"])["row"]
+        failed = np.fromiter(self.failures.keys(), dtype=np.int64, count=len(self.failures))
+        failed.sort()
+        input_row = dict(zip(failed.tolist(), self._input_rows(failed).tolist(), strict=True))
         for reason, (positions, details) in by_reason.items():
-            input_rows = rows_col.take(pa.array(positions)).to_numpy()
-            self.rejects.add(input_rows, reason, details)
+            self.rejects.add(np.array([input_row[p] for p in positions], dtype=np.int64), reason, details)
             summary.reasons[reason] = summary.reasons.get(reason, 0) + len(positions)
         summary.api_rejected = len(self.failures)
+
+    def _input_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The input row numbers of sorted staging ``positions``, reading the staging file block by block."""
+        out = np.empty(positions.size, dtype=np.int64)
+        offset = done = 0
+        for batch in stream_parquet(self.staging_path, columns=["row"], batch_size=STAGING_READ_ROWS):
+            stop = int(np.searchsorted(positions, offset + batch.num_rows))
+            if stop > done:
+                out[done:stop] = batch.column(0).to_numpy()[positions[done:stop] - offset]
+                done = stop
+            offset += batch.num_rows
+        return out
 
     def _untag_removed(self, removed: pa.Table) -> int:
         """Remove the segment tag from contacts that left the segment: list the tag's holders, match
         their hashed e-mails against the removed keys, and untag those by contact id."""
         tag = self.options.segment_tag
-        gone = set(removed.column("key").to_numpy().tolist())
+        gone = np.unique(removed.column("key").to_numpy())
         ids: list[str] = []
         page: list[dict[str, Any]] = []
 
         def flush() -> None:
             emails = pa.array([(c.get("email") or "").strip().lower() for c in page], pa.string())
-            keys = hash_strings(emails, key=self.hash_key).tolist()
-            ids.extend(c["id"] for c, k in zip(page, keys, strict=True) if k in gone and c.get("id"))
+            keys = hash_strings(emails, key=self.hash_key)
+            hit = np.isin(keys, gone).tolist()
+            ids.extend(c["id"] for c, h in zip(page, hit, strict=True) if h and c.get("id"))
             page.clear()
 
         for contact in self.client.list_contacts(tag=tag):
@@ -526,9 +652,9 @@ class ExportEngine:
     def _write_sample(self, send: np.ndarray) -> str:
         """The first few items a real run would send, read block by block (never the whole column)."""
         sample: list[dict[str, Any]] = []
-        for _, _, items in self._staged_rows(send):
-            sample += [orjson.loads(s) for s in items.slice(0, self.options.dry_run_sample - len(sample))
-                       .to_pylist()]
+        for block in self._staged_rows(send):
+            wanted = self.options.dry_run_sample - len(sample)
+            sample += [orjson.loads(s) for s in block.items.slice(0, wanted).to_pylist()]
             if len(sample) >= self.options.dry_run_sample:
                 break
         body = {"method": "POST", "endpoint": "contacts", "items": sample}

@@ -19,7 +19,8 @@ null (the output gets shorter), so rows are assembled with "replace" and per-row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -197,6 +198,14 @@ def plan_chunks(
     budget = max_body_bytes - BODY_OVERHEAD_BYTES + 1
     chunks: list[tuple[int, int]] = []
     start, n = 0, lengths.size
+    # Usually every run of ``max_items`` items fits the byte cap: the greedy plan is then fixed strides
+    # up to the first stride that does not fit, found at once instead of chunk by chunk.
+    strides = np.arange(0, n, max_items)
+    fits = ends[np.minimum(strides + max_items, n)] - ends[strides] <= budget
+    too_big = np.flatnonzero(~fits)
+    stop_at = int(strides[too_big[0]]) if too_big.size else n
+    chunks.extend((a, min(a + max_items, n)) for a in range(0, stop_at, max_items))
+    start = stop_at
     while start < n:
         stop = int(np.searchsorted(ends, ends[start] + budget, side="right")) - 1
         stop = max(start + 1, min(stop, start + max_items, n))
@@ -228,6 +237,40 @@ def batch_body(
     # Join in Arrow (one list of all items, joined with ","): no Python string per item on the hot path.
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(items)], pa.int32()), items), ",")
     return _body_prefix(endpoint, method) + joined[0].as_buffer().to_pybytes() + _ITEMS_SUFFIX
+
+
+def batch_bodies(
+    items: pa.StringArray,
+    bounds: np.ndarray | Sequence[int],
+    *,
+    endpoint: str = "contacts",
+    method: str = "POST",
+) -> Iterator[bytes]:
+    """The bodies of consecutive batches ``items[bounds[i]:bounds[i + 1]]``, byte for byte what
+    :func:`batch_body` gives for each, with one Arrow join for all of them (no Python object per item).
+
+    The joined text of every batch is built at once; each body then costs one copy of its bytes.
+    """
+    if method not in _METHODS or endpoint not in _ENDPOINTS:
+        raise ValueError(f"batch method/endpoint must be one of {_METHODS} / {_ENDPOINTS}")
+    if isinstance(items, pa.ChunkedArray):
+        items = items.combine_chunks()
+    bounds = np.asarray(bounds, dtype=np.int64)
+    if bounds.size < 2:
+        return
+    if (np.diff(bounds) < 1).any() or bounds[0] < 0 or bounds[-1] > len(items):
+        raise ValueError("batch bounds must be increasing positions within the items (no empty batch)")
+    used = items.slice(int(bounds[0]), int(bounds[-1] - bounds[0]))
+    if used.null_count:
+        raise ValueError("a batch needs at least one item and no null items")
+    offsets = pa.array(bounds - bounds[0], pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, used), ",")
+    ends = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=joined.offset + len(joined) + 1)
+    ends = ends[joined.offset :].tolist()
+    data = memoryview(joined.buffers()[2] or b"")
+    prefix = _body_prefix(endpoint, method)
+    for start, stop in itertools.pairwise(ends):
+        yield b"".join((prefix, data[start:stop], _ITEMS_SUFFIX))
 
 
 def _column(table: pa.Table, name: str) -> pa.StringArray:

@@ -6,8 +6,9 @@ to send: ``row`` (input row number), ``key`` (keyed hash of the e-mail), ``fp`` 
 JSON under a sub-key derived from the mapping digest) and ``item`` (the JSON itself).
 
 Memory stays bounded: input batches are cut into slices of at most ``SLICE_ROWS`` rows, each slice is
-normalised, de-duplicated against everything before it, serialised and written; only the compact
-de-duplication state (16 bytes per distinct e-mail) grows with the export.
+normalised, de-duplicated against everything before it, serialised and written, with one slice queued
+per worker. The de-duplication state spills its sorted runs to the staging dir and keeps about one byte
+per e-mail in memory (a Bloom filter; see dedupe.py).
 
 Accounting: ``rows_read == valid + rejected``. ``rejected`` counts every row written to the rejects
 file by this phase, duplicates included; ``duplicates`` is the part of ``rejected`` with reason
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STAGING_FILE = "staging.parquet"
+#: Spilled de-duplication runs, under the staging dir while ``prepare_export`` runs.
+DEDUPE_DIR = "dedupe-runs"
 STAGING_SCHEMA = pa.schema(
     [
         pa.field("row", pa.int64(), nullable=False),
@@ -54,7 +57,11 @@ STAGING_SCHEMA = pa.schema(
         pa.field("item", pa.string(), nullable=False),
     ]
 )
-SLICE_ROWS = 65_536
+#: Rows prepared together. Smaller slices keep fewer bytes in flight (each holds its raw values, the
+#: normalised columns and about 250 bytes of JSON per row); 32k rows cost no more CPU than 64k.
+SLICE_ROWS = 32_768
+#: Staging is written in row groups of at least this many rows.
+STAGING_GROUP_ROWS = 65_536
 DUPLICATE = "duplicate"
 
 
@@ -100,25 +107,37 @@ def prepare_export(
     path = os.path.join(staging_dir, STAGING_FILE)
     create_private(LocalFileSystem(), path)
     fp_key = fingerprint_key(hash_key, spec)
-    tally = _Tally(dedupe=Deduplicator(), rejects=rejects, spec=spec)
-    tasks = (
-        partial(_prepare_slice, piece, spec, row_offset=offset, hash_key=hash_key, fp_key=fp_key)
-        for piece, offset in _slices(batches)
-    )
+    # Full de-duplication runs go to the staging dir: memory stays flat however many e-mails there are.
+    tally = _Tally(dedupe=Deduplicator(spill_dir=os.path.join(staging_dir, DEDUPE_DIR)), rejects=rejects,
+                   spec=spec)
+    # Two stages on the same worker threads, strictly in input order in between: workers normalise a
+    # slice and hash its e-mails; here, it is de-duplicated against everything before it (rejects
+    # written); then workers build the JSON items and fingerprints of the survivors only; here, staging
+    # is written. Items are never built for a duplicate, nor copied to drop one.
     with (
+        tally.dedupe,
         pq.ParquetWriter(
             path, STAGING_SCHEMA, compression="lz4", use_dictionary=False, write_statistics=False
         ) as writer,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omnisend-prepare") as pool,
     ):
+        checks = (
+            partial(_check_slice, piece, spec, row_offset=offset, hash_key=hash_key)
+            for piece, offset in _slices(batches)
+        )
+        survivors = (
+            partial(_stage_slice, *tally.add(checked), spec=spec, fp_key=fp_key)
+            for checked in _in_order(pool, checks, ahead=workers)
+        )
         pending: list[pa.Table] = []
         pending_rows = 0
-        for prepared in _in_order(pool, tasks, ahead=workers + 1):
-            staged = tally.add(prepared)
+        # One slice per worker queued in each stage: enough to keep the workers busy while the tally and
+        # the writes run here, without holding more slices than that.
+        for staged in _in_order(pool, survivors, ahead=workers):
             if staged.num_rows:
                 pending.append(staged)
                 pending_rows += staged.num_rows
-            if pending_rows >= SLICE_ROWS:
+            if pending_rows >= STAGING_GROUP_ROWS:
                 writer.write_table(pa.concat_tables(pending))
                 pending, pending_rows = [], 0
         if pending:
@@ -143,32 +162,34 @@ def prepare_export(
 
 
 @dataclass(frozen=True, slots=True)
-class _PreparedSlice:
+class _CheckedSlice:
     """Everything about one slice that does not depend on other slices (computed in a worker)."""
 
     piece: pa.RecordBatch | pa.Table
     normalized: NormalizedBatch
-    staged: pa.Table  # STAGING_SCHEMA, one row per valid row, before de-duplication
+    keys: np.ndarray  # keyed hashes of the valid rows' e-mails
 
 
-def _prepare_slice(
-    piece: pa.RecordBatch | pa.Table, spec: MappingSpec, *, row_offset: int, hash_key: bytes, fp_key: bytes
-) -> _PreparedSlice:
+def _check_slice(
+    piece: pa.RecordBatch | pa.Table, spec: MappingSpec, *, row_offset: int, hash_key: bytes
+) -> _CheckedSlice:
     normalized = normalize_batch(piece, spec, row_offset=row_offset)
-    valid = normalized.valid
-    # Items are also built for rows that de-duplication will drop (usually a few percent): that keeps
-    # this step independent of other slices, so slices can be prepared in parallel.
+    keys = hash_strings(normalized.valid.column("email"), key=hash_key)
+    return _CheckedSlice(piece=piece, normalized=normalized, keys=keys)
+
+
+def _stage_slice(valid: pa.Table, keys: np.ndarray, *, spec: MappingSpec, fp_key: bytes) -> pa.Table:
+    """STAGING_SCHEMA rows for the survivors of one slice: their JSON items and fingerprints."""
     items = build_items(valid, spec) if valid.num_rows else pa.array([], pa.string())
-    staged = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
             valid.column("row"),
-            pa.array(hash_strings(valid.column("email"), key=hash_key), pa.uint64()),
+            pa.array(keys, pa.uint64()),
             pa.array(hash_strings(items, key=fp_key), pa.uint64()),
             items,
         ],
         schema=STAGING_SCHEMA,
     )
-    return _PreparedSlice(piece=piece, normalized=normalized, staged=staged)
 
 
 @dataclass
@@ -184,31 +205,32 @@ class _Tally:
     duplicates: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
-    def add(self, prepared: _PreparedSlice) -> pa.Table:
-        """Account for one slice; return its staged rows that survive de-duplication."""
-        normalized, staged = prepared.normalized, prepared.staged
-        self.rows_read += prepared.piece.num_rows
+    def add(self, checked: _CheckedSlice) -> tuple[pa.Table, np.ndarray]:
+        """Account for one slice; return its valid rows that survive de-duplication, and their keys."""
+        normalized, keys = checked.normalized, checked.keys
+        self.rows_read += checked.piece.num_rows
         self.rejects.write(normalized.rejects)
         self._count(normalized.reasons)
-        rows = staged.column("row").to_numpy()
-        verdict = self.dedupe.add(staged.column("key").to_numpy(), rows)
+        valid = normalized.valid
+        rows = valid.column("row").to_numpy()
+        verdict = self.dedupe.add(keys, rows)
         losers = ~verdict.keep
         dropped = int(np.count_nonzero(losers))
         if dropped:
             self.rejects.write(
                 _duplicates_table(
-                    prepared.piece,
+                    checked.piece,
                     self.spec,
                     normalized.valid_positions[losers],
                     rows[losers],
                     verdict.winner_rows[losers],
                 )
             )
-            staged = staged.filter(pa.array(verdict.keep))
+            valid, keys = valid.filter(pa.array(verdict.keep)), keys[verdict.keep]
             self.duplicates += dropped
             self._count({DUPLICATE: dropped})
-        self.valid += staged.num_rows
-        return staged
+        self.valid += valid.num_rows
+        return valid, keys
 
     def _count(self, reasons: dict[str, int]) -> None:
         for code, count in reasons.items():

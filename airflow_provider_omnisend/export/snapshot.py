@@ -19,8 +19,10 @@ control of the lake itself. It never holds an e-mail, a name or a payload.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +33,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import HASH_KEY_BYTES, new_hash_key
+from airflow_provider_omnisend.export.keyspill import KeyPartitions, SortedSnapshotReader, stream_parquet
 
 POINTER = "CURRENT.json"
 KEEP_VERSIONS = 3
@@ -45,6 +49,8 @@ SNAPSHOT_SCHEMA = pa.schema(
     ]
 )
 REMOVED_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("contact_id", pa.string())])
+#: Row groups of this many rows keep a streamed read of the snapshot small.
+SNAPSHOT_ROW_GROUP_ROWS = 131_072
 
 
 class SnapshotError(RuntimeError):
@@ -73,8 +79,14 @@ class Diff:
     removed_table: pa.Table
 
 
-def load_state(state_dir: str, *, storage_options: dict[str, Any] | None = None) -> SnapshotState:
-    """Follow ``CURRENT.json``; without one (first run) return a fresh random hash key and no snapshot."""
+def load_state(
+    state_dir: str, *, storage_options: dict[str, Any] | None = None, read_table: bool = True
+) -> SnapshotState:
+    """Follow ``CURRENT.json``; without one (first run) return a fresh random hash key and no snapshot.
+
+    ``read_table=False`` checks that the snapshot exists but leaves ``table`` None: the engine streams it
+    (:func:`fetch_snapshot`, :func:`diff_partitioned`) instead of holding it in memory.
+    """
     fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
     pointer_path = posixpath.join(root, POINTER)
     if not fs.exists(pointer_path):
@@ -97,12 +109,53 @@ def load_state(state_dir: str, *, storage_options: dict[str, Any] | None = None)
             f"{state_dir}/{POINTER} points at {name}, which does not exist. Point it at one of the "
             f"remaining snapshot-*.parquet files, or delete {POINTER} to start over (every contact is sent)."
         )
-    with fs.open(snapshot_path, "rb") as handle:
-        table = pq.read_table(handle)
-    _check_schema(table, f"{state_dir}/{name}")
+    table = None
+    if read_table:
+        with fs.open(snapshot_path, "rb") as handle:
+            table = pq.read_table(handle)
+        _check_schema(table, f"{state_dir}/{name}")
     return SnapshotState(
         hash_key=hash_key, table=table, config_digest=pointer.get("config_digest"), snapshot_name=name
     )
+
+
+def fetch_snapshot(
+    state_dir: str, name: str, local_dir: str, *, storage_options: dict[str, Any] | None = None
+) -> str:
+    """A local, key-sorted copy of snapshot ``name`` to stream (read twice: by the diff and the merge).
+
+    A snapshot on the local file system is used in place; a remote one is copied once into
+    ``local_dir``. Its schema is checked, and so is its order: a snapshot this provider wrote is sorted
+    by key; any other is sorted into ``local_dir`` (in memory, once).
+    """
+    fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
+    source = posixpath.join(root, name)
+    os.makedirs(local_dir, exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        path = source
+    else:
+        path = os.path.join(local_dir, "previous-snapshot.parquet")
+        fs.get_file(source, path)
+    schema = pq.read_schema(path)
+    _check_schema(schema.empty_table(), f"{state_dir}/{name}")
+    if not _file_is_sorted(path):
+        table = pq.read_table(path)
+        order = np.argsort(_u64(table.column("key")), kind="stable")
+        path = os.path.join(local_dir, "previous-snapshot-sorted.parquet")
+        pq.write_table(table.take(pa.array(order)), path, compression="zstd")
+    return path
+
+
+def _file_is_sorted(path: str) -> bool:
+    last: int | None = None
+    for batch in stream_parquet(path, columns=["key"], batch_size=262_144):
+        keys = batch.column(0).to_numpy().astype(np.uint64, copy=False)
+        if not keys.size:
+            continue
+        if (last is not None and keys[0] < last) or not _is_sorted(keys):
+            return False
+        last = int(keys[-1])
+    return True
 
 
 def diff(staging_path: str, snapshot_table: pa.Table | None) -> Diff:
@@ -190,6 +243,77 @@ def merge_snapshot(
     return _snapshot(keys[positions], fp_out[positions], id_out.take(pa.array(positions)))
 
 
+def diff_partitioned(parts: KeyPartitions, snapshot_path: str | None) -> Diff:
+    """:func:`diff` computed key range by key range: staging's keys spilled by :func:`spill_keys`
+    against a key-sorted snapshot file streamed alongside (see :func:`fetch_snapshot`). Same result as
+    :func:`diff`, with memory for one key range instead of every key."""
+    send = np.ones(parts.rows, dtype=bool)
+    if snapshot_path is None or pq.read_metadata(snapshot_path).num_rows == 0:
+        return Diff(send=send, new=parts.rows, changed=0, unchanged=0, removed=0,
+                    removed_table=REMOVED_SCHEMA.empty_table())
+    reader = SortedSnapshotReader(snapshot_path)
+    found_total = unchanged = 0
+    removed: list[pa.RecordBatch] = []
+    for staged, upper in parts.ranges():
+        snap_keys, snap_fps, snap_ids = reader.take_below(upper)
+        if not snap_keys.size:
+            continue
+        found, at = _lookup(snap_keys, staged["key"])
+        same = found & (snap_fps[at] == staged["fp"])
+        send[staged["pos"][same]] = False
+        found_total += int(np.count_nonzero(found))
+        unchanged += int(np.count_nonzero(same))
+        present = np.zeros(snap_keys.size, dtype=bool)
+        present[at[found]] = True
+        gone = np.flatnonzero(~present)
+        if gone.size:
+            removed.append(pa.RecordBatch.from_arrays(
+                [pa.array(snap_keys[gone], pa.uint64()), snap_ids.take(pa.array(gone))],
+                schema=REMOVED_SCHEMA))
+    new = parts.rows - found_total
+    removed_table = pa.Table.from_batches(removed, schema=REMOVED_SCHEMA)
+    return Diff(send=send, new=new, changed=parts.rows - new - unchanged, unchanged=unchanged,
+                removed=removed_table.num_rows, removed_table=removed_table)
+
+
+def merge_partitioned(
+    parts: KeyPartitions,
+    snapshot_path: str | None,
+    accepted: np.ndarray,
+    contact_ids: pa.Array | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`merge_snapshot` computed key range by key range: the new snapshot as ``SNAPSHOT_SCHEMA``
+    batches already in key order, for :func:`write_snapshot_batches`. Same rows as
+    :func:`merge_snapshot`, with memory for one key range instead of every key."""
+    accepted = np.asarray(accepted, dtype=bool)
+    if accepted.shape != (parts.rows,):
+        raise ValueError(f"accepted has {accepted.size} flags; staging has {parts.rows} rows")
+    if contact_ids is not None and len(contact_ids) != parts.rows:
+        raise ValueError(f"contact_ids has {len(contact_ids)} values; staging has {parts.rows} rows")
+    reader = SortedSnapshotReader(snapshot_path)
+    for staged, upper in parts.ranges():
+        snap_keys, snap_fps, snap_ids = reader.take_below(upper)
+        pos = staged["pos"]
+        ids = pa.nulls(pos.size, pa.string()) if contact_ids is None else contact_ids.take(pa.array(pos))
+        use_new = accepted[pos]
+        if not snap_keys.size:
+            keep = np.flatnonzero(use_new)
+            fp_out, id_out = staged["fp"], ids
+        else:
+            found, at = _lookup(snap_keys, staged["key"])
+            at_or_0 = np.where(found, at, 0)
+            old_id = pc.if_else(pa.array(found), snap_ids.take(pa.array(at_or_0)),
+                                pa.scalar(None, pa.string()))
+            keep = np.flatnonzero(use_new | found)
+            fp_out = np.where(use_new, staged["fp"], snap_fps[at_or_0])
+            id_out = pc.if_else(pa.array(use_new), pc.coalesce(ids, old_id), old_id)
+        if keep.size:
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(staged["key"][keep], pa.uint64()), pa.array(fp_out[keep], pa.uint64()),
+                 id_out.take(pa.array(keep))],
+                schema=SNAPSHOT_SCHEMA)
+
+
 def write_snapshot(
     state_dir: str,
     table: pa.Table,
@@ -200,19 +324,41 @@ def write_snapshot(
 ) -> str:
     """Write a new snapshot version and switch ``CURRENT.json`` to it; returns the version's file name."""
     _check_schema(table, "the snapshot to write")
+    table = table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
+    return write_snapshot_batches(state_dir, table.to_batches(), hash_key=hash_key,
+                                  config_digest=config_digest, storage_options=storage_options)
+
+
+def write_snapshot_batches(
+    state_dir: str,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    hash_key: bytes,
+    config_digest: str,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """:func:`write_snapshot` from a stream of ``SNAPSHOT_SCHEMA`` batches (in key order), one at a time."""
     if len(hash_key) != HASH_KEY_BYTES:
         raise ValueError(f"hash key must be {HASH_KEY_BYTES} bytes")
     fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
     fs.makedirs(root, exist_ok=True)
     now = datetime.now(UTC)
     name = f"snapshot-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
-    with fs.open(posixpath.join(root, name), "wb") as handle:
-        pq.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), handle, compression="zstd")
+    rows = 0
+    with fs.open(posixpath.join(root, name), "wb") as handle, pq.ParquetWriter(
+        handle, SNAPSHOT_SCHEMA, compression="zstd"
+    ) as writer:
+        for batch in batches:
+            if not batch.schema.equals(SNAPSHOT_SCHEMA):
+                raise SnapshotError(f"snapshot batches must have the snapshot schema, got {batch.schema}")
+            if batch.num_rows:
+                writer.write_batch(batch, row_group_size=SNAPSHOT_ROW_GROUP_ROWS)
+                rows += batch.num_rows
     pointer = {
         "snapshot": name,
         "hash_key": bytes(hash_key).hex(),
         "config_digest": config_digest,
-        "rows": table.num_rows,
+        "rows": rows,
         "written_at": now.isoformat().replace("+00:00", "Z"),
     }
     temporary = posixpath.join(root, f".{POINTER}.{uuid.uuid4().hex[:8]}.tmp")

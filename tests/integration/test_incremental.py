@@ -107,15 +107,13 @@ def test_crash_between_pushes_and_snapshot_loses_nothing(emulator, tmp_path, mon
     table = synthetic_profiles(5_000, invalid_fraction=0, duplicate_fraction=0)
     progress = MemoryProgressStore()  # stands in for Airflow's task state store across the retry
 
-    real_write = engine_module.write_snapshot
-
-    def crash(state_dir, table, **kwargs):
-        if table.num_rows == 0:  # the first run's empty snapshot, written before any push
-            return real_write(state_dir, table, **kwargs)
+    def crash(state_dir, batches, **kwargs):
+        # The new snapshot is streamed by write_snapshot_batches after every batch was confirmed (the
+        # first run's empty snapshot, written before any push, goes through write_snapshot).
         raise RuntimeError("worker died before the snapshot was written")
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine_module, "write_snapshot", crash)
+        patch.setattr(engine_module, "write_snapshot_batches", crash)
         with pytest.raises(RuntimeError, match="worker died"):
             run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r1", progress=progress)
     first_posts = posted(emulator)

@@ -10,7 +10,7 @@ per child on the shared CI cores.
 
 Options of note: ``--read-delay`` pauses between the 1,000-row input batches (a slow lake read: it
 makes the prepare phase long enough to be hit); ``--pause-before-snapshot MARKER`` wraps the engine's
-``write_snapshot`` so that the child creates MARKER and sleeps before writing the snapshot (the only
+``write_snapshot_batches`` so that the child creates MARKER and sleeps before writing the snapshot (the only
 window too short to hit by polling: every batch confirmed, snapshot not written yet).
 """
 
@@ -50,14 +50,14 @@ def main() -> None:
     from tests.reliability.helpers import JsonFileProgressStore, make_client, run_engine, slow_batches
 
     if args.pause_before_snapshot:
-        real_write = engine_module.write_snapshot
+        real_write = engine_module.write_snapshot_batches  # the new snapshot, after every confirmation
 
         def paused_write(*a, **kw):
             Path(args.pause_before_snapshot).write_text("about to write the snapshot")
             time.sleep(120)
             return real_write(*a, **kw)
 
-        engine_module.write_snapshot = paused_write
+        engine_module.write_snapshot_batches = paused_write
 
     table = synthetic_profiles(args.rows, seed=args.seed)
     client = make_client(args.api_url, args.api_key, requests_per_minute=args.rpm,

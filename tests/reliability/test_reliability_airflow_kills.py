@@ -62,18 +62,19 @@ from pathlib import Path as _Path
 
 from airflow_provider_omnisend.export import engine as _engine
 
-_real_write_snapshot = _engine.write_snapshot
+# The engine writes the new snapshot (after every batch was confirmed) with this function.
+_real_write_snapshot = _engine.write_snapshot_batches
 
 
-def _paused_write_snapshot(state_dir, table, *args, **kwargs):
+def _paused_write_snapshot(*args, **kwargs):
     armed = _Path(_os.environ["OMNISEND_TEST_PAUSE_DIR"]) / "armed"
-    if armed.exists() and table.num_rows:  # not the empty snapshot a first export writes before pushing
+    if armed.exists():
         armed.rename(armed.with_name("paused"))
         _time.sleep(600)
-    return _real_write_snapshot(state_dir, table, *args, **kwargs)
+    return _real_write_snapshot(*args, **kwargs)
 
 
-_engine.write_snapshot = _paused_write_snapshot
+_engine.write_snapshot_batches = _paused_write_snapshot
 # --- end of the kill test's patch ---
 '''
 PATCH_AFTER = "from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor\n"

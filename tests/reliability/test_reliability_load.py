@@ -3,10 +3,11 @@ sharing one brand.
 
 One Customer Insights export holds five segments of 20,000 profiles; neighbouring segments share 2,000
 people (as real segments overlap). Each segment needs ~200 batch requests, more than two windows of its
-share: were the budget not shared, the five would together send ~1,000 requests in the first window. The ``omnisend_api`` pool has five slots, so the five export tasks
-run at the same time, each with a fifth of the connection's budget, which is the brand's whole limit
-(400 requests per emulated minute). The brand must never see more than its limit in a window, nobody
-gets a 429, and every segment arrives complete: each contact with its fields and every segment's tag.
+share: were the budget not shared, the five would together send ~1,000 requests in the first window.
+The ``omnisend_api`` pool has five slots, so the five export tasks run at the same time, each with a
+fifth of the connection's budget, which is the brand's whole limit (400 requests per emulated minute).
+The brand must never see more than its limit in a window, nobody gets a 429, and every segment arrives
+complete: each contact with its fields and every segment's tag.
 """
 
 from __future__ import annotations
