@@ -136,6 +136,7 @@ with DAG(
             omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
             deferrable=DEFERRABLE,
             poll_interval=15,
+            rate_share=POOL_SLOTS,
         )
         ready >> exported >> confirmed
         return exported.output

@@ -19,8 +19,10 @@ from airflow_provider_omnisend.api.errors import OmnisendApiError
 log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"finished", "stopped"})
-#: How many list pages one poll may read before falling back to per-batch GETs.
-MAX_LIST_PAGES = 4
+#: Hard cap of list pages one poll may read (250 batches a page) before falling back to per-batch GETs.
+MAX_LIST_PAGES = 400
+#: List pages always worth reading, even for a handful of batches.
+MIN_LIST_PAGES = 4
 
 
 class BatchApi(Protocol):
@@ -109,9 +111,17 @@ class BatchConfirmer:
         return done
 
     def _list_summaries(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
+        """Summaries of ``wanted`` batches found in list pages (newest first).
+
+        Paging goes on while it is cheaper than the fallback: it stops once every batch is found, the
+        list ends, or the pages read reach the number still missing (from then on one GET per missing
+        batch costs no more), and at ``MAX_LIST_PAGES`` in any case.
+        """
         found: dict[str, dict[str, Any]] = {}
         offset = 0
-        for _ in range(MAX_LIST_PAGES if self.can_list else 0):
+        pages = 0
+        while self.can_list and pages < MAX_LIST_PAGES:
+            pages += 1
             self.requests += 1
             try:
                 page = self.api.list_batches(endpoint=self.endpoint, offset=offset, limit=250)
@@ -125,7 +135,8 @@ class BatchConfirmer:
             for summary in batches:
                 if summary.get("batchID") in wanted:
                     found[summary["batchID"]] = summary
-            if len(found) == len(wanted) or len(batches) < 250:
+            missing = len(wanted) - len(found)
+            if not missing or len(batches) < 250 or pages >= max(MIN_LIST_PAGES, missing):
                 break
             offset += len(batches)
         return found

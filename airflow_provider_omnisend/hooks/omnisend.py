@@ -81,8 +81,9 @@ class OmnisendHook(HttpHook):
     :param omnisend_conn_id: the connection id (default ``omnisend_default``).
     :param dag_id: the DAG using the hook, checked against the connection's allowed DAG ids; taken from
         the running task's context when not given.
-    :param requests_per_minute: use less than the connection's budget (e.g. the budget divided by the
-        number of exports sharing the brand); never more.
+    :param requests_per_minute: use less than the connection's budget; never more.
+    :param rate_share: how many tasks share the connection's budget at once (the DAG's pool slots): this
+        hook uses the budget divided by it, so together they stay within the brand's limit.
     """
 
     conn_name_attr = "omnisend_conn_id"
@@ -96,11 +97,13 @@ class OmnisendHook(HttpHook):
         *,
         dag_id: str | None = None,
         requests_per_minute: int | None = None,
+        rate_share: int = 1,
     ) -> None:
         super().__init__(method="GET", http_conn_id=omnisend_conn_id)
         self.omnisend_conn_id = omnisend_conn_id
         self.dag_id = dag_id
         self.requested_rpm = requests_per_minute
+        self.rate_share = max(1, int(rate_share))
 
     # ------------------------------------------------------------------ connection
     @cached_property
@@ -146,7 +149,7 @@ class OmnisendHook(HttpHook):
     @cached_property
     def client(self) -> OmnisendClient:
         s = self.settings
-        rpm = s.requests_per_minute
+        rpm = max(1, s.requests_per_minute // self.rate_share)
         if self.requested_rpm is not None:
             rpm = max(1, min(rpm, int(self.requested_rpm)))
         return OmnisendClient(

@@ -141,10 +141,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
         dag_id = context["dag"].dag_id
         dry_run = as_bool(self.dry_run)
         try:
-            settings = OmnisendHook(self.omnisend_conn_id).settings
-            share = settings.requests_per_minute // max(1, int(self.rate_share))
-            rpm = min(share, _opt_int(self.requests_per_minute) or share)
-            hook = OmnisendHook(self.omnisend_conn_id, dag_id=dag_id, requests_per_minute=max(1, rpm))
+            hook = OmnisendHook(self.omnisend_conn_id, dag_id=dag_id, rate_share=int(self.rate_share),
+                                requests_per_minute=_opt_int(self.requests_per_minute))
+            settings = hook.settings
             if not dry_run:
                 hook.check_can_send()  # before a byte is read: privacy, allowed DAGs
             export = self._resolve()

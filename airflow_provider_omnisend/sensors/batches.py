@@ -46,25 +46,28 @@ class OmnisendBatchSensor(BaseSensorOperator):
     :param batch_ids: a list, a file URL with one id per line, or the export operator's summary
         (pass ``export.output``).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param rate_share: how many tasks share the connection's budget at once (as the export operator's);
+        polls use the budget divided by it.
     """
 
     template_fields: Sequence[str] = ("batch_ids", "omnisend_conn_id")
 
     def __init__(self, *, batch_ids: Sequence[str] | Mapping[str, Any] | str | None,
                  omnisend_conn_id: str = OmnisendHook.default_conn_name, deferrable: bool = False,
-                 poll_interval: float = 30.0, **kwargs: Any) -> None:
+                 poll_interval: float = 30.0, rate_share: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
         self.batch_ids = batch_ids
         self.omnisend_conn_id = omnisend_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.rate_share = rate_share
 
     def poke(self, context: Context) -> PokeReturnValue:
         ids = load_batch_ids(self.batch_ids)
         if not ids:
             return PokeReturnValue(is_done=True, xcom_value={})
-        done, counts = batch_counts(OmnisendHook(self.omnisend_conn_id), ids)
+        done, counts = batch_counts(OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share), ids)
         if not done:
             waiting = sum(1 for c in counts.values() if c["status"] not in TERMINAL_STATUSES)
             self.log.info("%d of %d Omnisend batches still processing", waiting, len(ids))
@@ -79,7 +82,7 @@ class OmnisendBatchSensor(BaseSensorOperator):
         self.defer(
             trigger=OmnisendBatchTrigger(omnisend_conn_id=self.omnisend_conn_id,
                                          batch_ids=load_batch_ids(self.batch_ids),
-                                         poll_interval=self.poll_interval),
+                                         poll_interval=self.poll_interval, rate_share=self.rate_share),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
         )

@@ -13,23 +13,25 @@ class OmnisendBatchTrigger(BaseTrigger):
     """Polls batch statuses until all are terminal. Its kwargs hold ids and a connection id, no secret:
     the key is read from the connection inside the triggerer."""
 
-    def __init__(self, *, omnisend_conn_id: str, batch_ids: list[str], poll_interval: float = 30.0) -> None:
+    def __init__(self, *, omnisend_conn_id: str, batch_ids: list[str], poll_interval: float = 30.0,
+                 rate_share: int = 1) -> None:
         super().__init__()
         self.omnisend_conn_id = omnisend_conn_id
         self.batch_ids = list(batch_ids)
         self.poll_interval = poll_interval
+        self.rate_share = rate_share
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{self.__class__.__module__}.{self.__class__.__qualname__}",
                 {"omnisend_conn_id": self.omnisend_conn_id, "batch_ids": self.batch_ids,
-                 "poll_interval": self.poll_interval})
+                 "poll_interval": self.poll_interval, "rate_share": self.rate_share})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
         from airflow_provider_omnisend.sensors.batches import batch_counts
 
         try:
-            hook = OmnisendHook(self.omnisend_conn_id)
+            hook = OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share)
             while True:
                 # The HTTP client is synchronous: keep it off the event loop.
                 done, counts = await asyncio.to_thread(batch_counts, hook, self.batch_ids)

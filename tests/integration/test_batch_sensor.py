@@ -46,7 +46,7 @@ def test_deferrable_sensor_defers_only_when_not_ready(emulator, omnisend_conn):
     emulator.configure(processing_items_per_s=0.2)  # 2.5 s per batch: still processing at the first look
     ids = make_batches(conn_id, 2)
     sensor = OmnisendBatchSensor(task_id="confirm", batch_ids={"batch_ids": ids}, omnisend_conn_id=conn_id,
-                                 deferrable=True, poll_interval=0.05)
+                                 deferrable=True, poll_interval=0.05, rate_share=4)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     trigger = deferred.value.trigger
@@ -54,6 +54,7 @@ def test_deferrable_sensor_defers_only_when_not_ready(emulator, omnisend_conn):
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_omnisend.triggers.batches.OmnisendBatchTrigger"
     assert kwargs["batch_ids"] == ids and TEST_API_KEY not in json.dumps(kwargs)
+    assert kwargs["rate_share"] == 4  # the triggerer's polls keep to the task's share of the budget
     emulator.configure(processing_items_per_s=0)
 
     async def first_event():
