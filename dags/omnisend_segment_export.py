@@ -1,8 +1,13 @@
 """Export Customer Insights segments from the lake into Omnisend, on the refresh schedule or on demand.
 
 Per segment (dynamic task mapping over the ``segments`` param): wait for a complete new export in the
-lake (deferrable) -> export it (map, validate, de-duplicate, send only what changed, confirm) -> confirm
-its batches (deferrable). A summary task then logs one row of counts per segment.
+lake (deferrable) -> export it (map, validate, de-duplicate, send only what changed, confirm every
+batch before the task succeeds). A summary task then logs one row of counts per segment.
+
+No separate batch sensor follows the export: the operator has already confirmed each batch, and a
+second confirmation would spend requests of the brand's budget the other exports are using (its
+fresh limiter cannot know the export's last minute of requests). ``OmnisendBatchSensor`` is for batch
+ids submitted some other way.
 
 Configuration comes from Airflow Variables, falling back to environment variables of the same name,
 then to the defaults below; nothing is hard-coded:
@@ -37,8 +42,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, Variable, task, task_group
 
+from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
-from airflow_provider_omnisend.sensors.batches import OmnisendBatchSensor
 from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
 
 POOL = "omnisend_api"
@@ -68,7 +73,7 @@ def schedule_from(setting_value: str, lake_path: str) -> Any:
 
 LAKE_PATH = setting("OMNISEND_LAKE_PATH", "file:///opt/airflow/lake/CustomerInsights_demo/OmnisendExport")
 SEGMENTS = json.loads(setting("OMNISEND_SEGMENTS", '["HighValueCustomers"]'))
-DEFERRABLE = setting("OMNISEND_DEFERRABLE", "true").lower() in {"1", "true", "yes"}
+DEFERRABLE = as_bool(setting("OMNISEND_DEFERRABLE", "true"))
 POOL_SLOTS = max(1, int(setting("OMNISEND_POOL_SLOTS", "2")))
 
 with DAG(
@@ -130,15 +135,7 @@ with DAG(
             rate_share=POOL_SLOTS,
             pool=POOL,
         )
-        confirmed = OmnisendBatchSensor(
-            task_id="confirm_batches",
-            batch_ids=exported.output,
-            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
-            deferrable=DEFERRABLE,
-            poll_interval=15,
-            rate_share=POOL_SLOTS,
-        )
-        ready >> exported >> confirmed
+        ready >> exported
         return exported.output
 
     @task

@@ -32,9 +32,14 @@ from airflow_provider_omnisend.export.engine import (
 from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
-from airflow_provider_omnisend.hooks.lake import default_state_path, lake_filesystem
+from airflow_provider_omnisend.hooks.lake import (
+    companion_storage_options,
+    default_state_path,
+    lake_filesystem,
+)
 from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, as_bool
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
+from airflow_provider_omnisend.lake.errors import safe_reason
 from airflow_provider_omnisend.lake.watermark import watermark_key, write_watermark
 from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contacts_url
 
@@ -64,6 +69,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param max_reject_ratio: fail when rejected ÷ rows read is above this (default 0.05).
     :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension).
     :param state_path: folder (any fsspec URL) for snapshots and the last-export watermark.
+        ``rejects_path`` and ``state_path`` on the lake's store (e.g. abfs:// beside an abfs:// lake)
+        are reached with ``lake_conn_id``'s credentials.
     :param requests_per_minute: use at most this many of the connection's requests per minute.
     :param rate_share: how many exports share the connection's budget at once (the DAG passes the
         ``omnisend_api`` pool's slots): each uses budget ÷ rate_share.
@@ -166,14 +173,26 @@ class OmnisendExportSegmentOperator(BaseOperator):
         state_path = self.state_path or default_state_path()
         key = watermark_key(self.omnisend_conn_id, self.segment)
         rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
-        rejects = RejectsWriter(rejects_path, format="csv" if rejects_path.endswith(".csv") else "parquet",
-                                source_columns=spec.source_columns)
+        # State and rejects on the lake's store are reached with the lake connection's credentials.
+        state_options = companion_storage_options(state_path, lake_source=export.source,
+                                                  lake_conn_id=self.lake_conn_id)
+        try:
+            rejects = RejectsWriter(
+                rejects_path, format="csv" if rejects_path.endswith(".csv") else "parquet",
+                source_columns=spec.source_columns,
+                storage_options=companion_storage_options(rejects_path, lake_source=export.source,
+                                                          lake_conn_id=self.lake_conn_id))
+        except Exception as err:
+            raise AirflowFailException(
+                f"Cannot create the rejects file {rejects_path!r}: {safe_reason(err)}. Check that the folder "
+                "can be written; on the lake's store it is reached with `lake_conn_id`'s credentials, on "
+                "another store with that store's default credentials (environment).") from None
         work_dir = self._work_dir(context)
         progress = context.get("task_state_store") or MemoryProgressStore()
         engine = ExportEngine(
             client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
             work_dir=work_dir, artifacts_dir=run_dir, rejects=rejects, progress=progress,
-            export_id=export.export_id)
+            export_id=export.export_id, storage_options=state_options)
         self.log.info("Exporting segment %r from %s (%s, export %s) to Omnisend %s%s", self.segment,
                       export.source, export.format, export.export_id, settings.version.name,
                       " [dry run]" if dry_run else "")
@@ -190,7 +209,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
             rejects.close()
             shutil.rmtree(work_dir, ignore_errors=True)
         if not dry_run:
-            write_watermark(state_path, key, export.export_id)
+            write_watermark(state_path, key, export.export_id, storage_options=state_options)
         if spec.segment_tag:
             link = segment_contacts_url(spec.segment_tag)
             context["ti"].xcom_push(key=OmnisendSegmentLink().xcom_key, value=link)

@@ -43,8 +43,11 @@ def batch_counts(hook: OmnisendHook, batch_ids: Sequence[str]) -> tuple[bool, di
 class OmnisendBatchSensor(BaseSensorOperator):
     """Wait until every batch is ``finished`` or ``stopped``; return each batch's counts.
 
-    :param batch_ids: a list, a file URL with one id per line, or the export operator's summary
-        (pass ``export.output``).
+    For batches submitted some other way (another tool, a custom task): the export operator confirms
+    its own batches before it succeeds, so the example DAG does not follow it with this sensor.
+
+    :param batch_ids: a list, a file URL with one id per line, or a summary dict holding
+        ``batch_ids`` or ``batch_ids_path`` (as the export operator's).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     :param rate_share: how many tasks share the connection's budget at once (as the export operator's);
         polls use the budget divided by it.

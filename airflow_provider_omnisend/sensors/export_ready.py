@@ -16,7 +16,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_omnisend.hooks.lake import default_state_path
-from airflow_provider_omnisend.lake import read_watermark, watermark_key
+from airflow_provider_omnisend.lake import watermark_key
 from airflow_provider_omnisend.triggers.export_ready import ExportWatch, OmnisendExportReadyTrigger
 
 
@@ -100,7 +100,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         watch = self._watch()
         self.defer(
             trigger=OmnisendExportReadyTrigger(
-                **asdict(watch), last_export_id=read_watermark(watch.state_path, watch.watermark_key),
+                **asdict(watch), last_export_id=watch.last_exported(),
                 poll_interval=self.poll_interval,
             ),
             method_name="execute_complete",
@@ -122,7 +122,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
 
     def _timeout_message(self, err: BaseException) -> str:
         try:
-            last = repr(read_watermark(self._state_path, self._watermark_key))
+            last = repr(self._watch().last_exported())
         except Exception as read_err:  # the timeout message must not be masked by a second failure
             last = f"unknown ({type(read_err).__name__})"
         entity = f" of entity {self.entity!r}" if self.entity else ""

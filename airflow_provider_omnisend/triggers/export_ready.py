@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_omnisend.hooks.lake import lake_filesystem
+from airflow_provider_omnisend.hooks.lake import companion_storage_options, lake_filesystem
 from airflow_provider_omnisend.lake import (
     ExportNotReady,
     LakeError,
@@ -65,7 +65,7 @@ class ExportWatch:
             return ExportCheck(export=None, reason=str(err))
         except LakePathNotFound as err:
             return ExportCheck(export=None, reason=str(err), path_missing=True)
-        done = read_watermark(self.state_path, self.watermark_key)
+        done = self.last_exported()
         if export.export_id in {done, last_export_id}:
             return ExportCheck(
                 export=None,
@@ -73,6 +73,13 @@ class ExportWatch:
                 "exported",
             )
         return ExportCheck(export=export, reason=f"new export {export.export_id!r} (last exported: {done!r})")
+
+    def last_exported(self) -> str | None:
+        """The watermark: the export id last pushed to Omnisend (a state folder on the lake's store is
+        read with the lake connection's credentials, as the export operator wrote it)."""
+        options = companion_storage_options(self.state_path, lake_source=self.source,
+                                            lake_conn_id=self.lake_conn_id)
+        return read_watermark(self.state_path, self.watermark_key, storage_options=options)
 
 
 class OmnisendExportReadyTrigger(BaseTrigger):

@@ -109,3 +109,59 @@ def test_sensor_finds_the_export_through_an_airflow_connection(uploaded, tmp_pat
 
     write_watermark(tmp_path, watermark_key("omnisend_test", "customer"), result.xcom_value["export_id"])
     assert sensor.poke({}).is_done is False
+
+
+def test_export_keeps_state_and_rejects_on_the_lake_with_its_connection(
+        azurite, omnisend_conn, emulator, tmp_path, monkeypatch):
+    """State (snapshot, watermark) and rejects on the lake's store are written with the lake
+    connection's credentials, not fsspec's anonymous defaults; the sensor reads the watermark back."""
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+    from adlfs import AzureBlobFileSystem
+
+    from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+    from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
+
+    instance = "00000000-0000-0000-0000-000000000002"
+    rows = [(str(i), f"remote{i}@example.com", f"Name {i}") for i in range(40)]
+    rows += [("bad1", "not-an-email", "X"), ("bad2", "", "Y"), ("dup", "remote3@example.com", "Z")]
+    local_root = tmp_path / "lake"
+    write_cdm_export(local_root, entity="Customer", columns=COLUMNS, rows=rows, partitions=2,
+                     instance_id=instance, container=CONTAINER, account="devstoreaccount1")
+    fs = AzureBlobFileSystem(connection_string=azurite)
+    if not fs.exists(CONTAINER):
+        fs.mkdir(CONTAINER)
+    _upload(fs, local_root, CONTAINER)
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE_AZURITE", json.dumps(
+        {"conn_type": "generic", "extra": {"connection_string": azurite}}))
+    source = f"abfs://{CONTAINER}/CustomerInsights_{instance}/OmnisendExport"
+    state = f"abfs://{CONTAINER}/omnisend-state"
+    rejects = f"abfs://{CONTAINER}/omnisend-rejects/customer.parquet"
+    pushed: list[tuple[str, object]] = []
+    context = {"dag": SimpleNamespace(dag_id="omnisend_azurite"), "run_id": "manual__azurite",
+               "ti": SimpleNamespace(task_id="export", map_index=-1,
+                                     xcom_push=lambda key, value: pushed.append((key, value)))}
+
+    summary = OmnisendExportSegmentOperator(
+        task_id="export", source=source, segment="Customer", lake_conn_id="lake_azurite",
+        mapping={"email": "Email", "firstName": "FirstName"}, omnisend_conn_id=omnisend_conn(),
+        state_path=state, rejects_path=rejects, max_reject_ratio=0.5, poll_interval=0.05,
+    ).execute(context)
+
+    assert (summary["valid"], summary["rejected"], summary["sent"]) == (40, 3, 40)
+    emulator.wait_batches_done(timeout=30)
+    assert len(emulator.contacts()) == 40
+    with fs.open(f"{CONTAINER}/omnisend-rejects/customer.parquet", "rb") as fh:
+        rejected = pq.read_table(fh).to_pylist()
+    assert sorted(r["FirstName"] for r in rejected) == ["X", "Y", "Z"]
+    assert all(r["reason"] for r in rejected)
+    key = watermark_key("omnisend_test", "Customer")
+    assert fs.exists(f"{CONTAINER}/omnisend-state/{key}.json")
+    assert fs.exists(f"{CONTAINER}/omnisend-state/{key}/CURRENT.json")
+    assert azurite not in json.dumps(summary)
+
+    sensor = OmnisendSegmentExportSensor(
+        task_id="wait", source=source, segment="Customer", lake_conn_id="lake_azurite",
+        omnisend_conn_id="omnisend_test", state_path=state)
+    assert sensor.poke({}).is_done is False  # the watermark, read from the lake, says: exported
