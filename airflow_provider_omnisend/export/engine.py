@@ -142,6 +142,7 @@ class ExportSummary:
     changed: int = 0
     unchanged: int = 0
     removed: int = 0
+    #: contacts Omnisend accepted in this run (sent and not rejected: rows_read = sent + rejected + unchanged)
     sent: int = 0
     #: dry run: how many contacts a real run would send
     would_send: int = 0
@@ -463,9 +464,9 @@ class ExportEngine:
             self._send_round(self._iter_chunks(mask, first_number=RETRY_CHUNK_BASE), plan=plan,
                              journal=journal, done=done, submitted=submitted,
                              tracker=_Progress(len(retry), self.options.progress_interval, self.clock))
-        summary.sent = total
         summary.batches = len(self.batch_ids)
         self._reject_failures(summary)
+        summary.sent = total - summary.api_rejected
         tracker.log(final=True)
 
     def _send_round(self, chunks: Iterable[Chunk], *, plan: str, journal: Journal, done: JournalState,

@@ -244,11 +244,17 @@ class OmnisendExportSegmentOperator(BaseOperator):
         leaving customer data in the temp folder for good.
         """
         path = Path(tempfile.gettempdir(), "omnisend-staging", *_task_instance_parts(context))
-        if path.exists():
-            self.log.info("Removing the staging a previous try left behind: %s", path)
-            shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.mkdir(mode=0o700)
+        try:
+            if path.exists():
+                self.log.info("Removing the staging a previous try left behind: %s", path)
+                shutil.rmtree(path)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.mkdir(mode=0o700)
+        except OSError as err:
+            raise AirflowFailException(
+                f"Cannot prepare the local staging folder {path}: {err.strerror or err}. It holds customer "
+                "e-mails while the export runs: check that the task's user owns it and can write to the "
+                "temp folder (TMPDIR), remove what a previous try left there, and clear the task.") from None
         return str(path)
 
     def _log_summary(self, result: Mapping[str, Any]) -> None:

@@ -116,6 +116,8 @@ def test_item_errors_are_retried_once_then_rejected_with_omnisends_message(emula
     rejected_rows = set(api_rejects.column("row").to_pylist())
     emails = table.column("EmailAddress").to_pylist()
     assert stored == {emails[i] for i in range(5_000) if i not in rejected_rows}
+    assert summary.sent == len(stored) == 5_000 - summary.api_rejected  # sent: what Omnisend accepted
+    assert summary.rows_read == summary.sent + summary.rejected + summary.unchanged
 
 
 def test_stopped_batches_are_completed(emulator, tmp_path):

@@ -329,3 +329,17 @@ def test_dag_not_in_the_allowed_list_is_refused(emulator, omnisend_conn, tmp_pat
     result = run(omnisend_conn(allowed_dag_ids="marketing_*"), FIXTURES / "valid_small.csv", tmp_path,
                  dag_id="marketing_vip")
     assert isinstance(result, dict) and result["sent"] == 5
+
+
+def test_staging_folder_that_cannot_be_prepared_fails_clearly(emulator, omnisend_conn, tmp_path, monkeypatch):
+    """What a previous try left where the staging goes cannot be removed (here: a file, not a folder)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    blocked = tmp_path / "tmp" / "omnisend-staging" / DAG_ID / "manual__reliability" / "export"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("left behind")
+    message = failed(run(omnisend_conn(), FIXTURES / "valid_small.csv", tmp_path))
+    assert f"Cannot prepare the local staging folder {blocked}" in message
+    assert "TMPDIR" in message and "clear the task" in message
+    assert posts(emulator.state()) == 0
