@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_provider_omnisend.lake import iter_batches
+from airflow_provider_omnisend.testing.instant_api import InstantApi
 
 from . import naive
 from .common import (
@@ -46,65 +46,9 @@ from .data import lake, profiles, write_cdm
 
 MAX_PEAK_MB = 500
 MAX_GROWTH = 0.20
+#: the growth target's base size (1M → 5M rows); --quick sizes report growth without a verdict
+GROWTH_FROM_ROWS = 1_000_000
 MODES = ("read", "first", "again", "dry_run", "naive")
-
-
-class InstantApi:
-    """A stand-in for OmnisendClient that accepts every batch and reports it finished at once.
-
-    It keeps one integer per batch (ids are sequential, so no table of them is needed) and builds the
-    response dicts on demand: its own memory stays out of the engine's figure.
-    """
-
-    def __init__(self) -> None:
-        self.counts: list[int] = []
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _batch(number: int, count: int) -> dict[str, Any]:
-        return {
-            "batchID": f"{number:024x}",
-            "status": "finished",
-            "totalCount": count,
-            "finishedCount": count,
-            "errorsCount": 0,
-        }
-
-    def create_batch(
-        self,
-        items: Any = None,
-        endpoint: str = "contacts",
-        method: str = "POST",
-        *,
-        body: bytes | None = None,
-    ) -> dict[str, Any]:
-        count = (body or b"").count(b'{"identifiers":')
-        with self._lock:
-            number = len(self.counts)
-            self.counts.append(count)
-        return {"batchID": f"{number:024x}", "totalCount": count}
-
-    def list_batches(
-        self, *, endpoint: str = "contacts", offset: int = 0, limit: int = 250, status: str | None = None
-    ) -> dict[str, Any]:
-        with self._lock:
-            end = len(self.counts) - offset
-            numbers = range(max(0, end) - 1, max(0, end - limit) - 1, -1)  # newest first
-            return {"batches": [self._batch(n, self.counts[n]) for n in numbers]}
-
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
-        number = int(batch_id, 16)
-        with self._lock:
-            return self._batch(number, self.counts[number])
-
-    def get_batch_items(self, batch_id: str) -> dict[str, Any]:
-        return {"responses": [], "errors": []}
-
-    def list_contacts(self, **filters: Any) -> Any:
-        return iter(())
-
-    def remove_tags(self, tags: Any, emails: Any = (), *, contact_ids: Any = ()) -> int:
-        return 0
 
 
 def child(mode: str, folder: str, work: str) -> dict[str, Any]:
@@ -237,8 +181,9 @@ def measure(ctx: Context) -> Section:
                 "",
                 ratio=round(engine_peak(big) / engine_peak(small), 2),
                 ratio_of=f"peak at {small:,}",
-                target=f"≤ {MAX_GROWTH}",
-                ok=at_most(growth, MAX_GROWTH),
+                # The target is for 1M → 5M rows; below 1M the peak still grows with the arena warm-up.
+                target=f"≤ {MAX_GROWTH}" if small >= GROWTH_FROM_ROWS else "",
+                ok=at_most(growth, MAX_GROWTH) if small >= GROWTH_FROM_ROWS else None,
             ),
             Figure(f"lake reader growth {small:,} → {big:,} rows", round(read_growth, 3), ""),
         )

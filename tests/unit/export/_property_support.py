@@ -13,9 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 import string
-import threading
 import unicodedata
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,47 +341,3 @@ def duplicate_winner(detail: str) -> int:
     match = _DUPLICATE_OF.match(detail)
     assert match, f"a duplicate's detail must name the winning row: {detail!r}"
     return int(match.group(1))
-
-
-# ------------------------------------------------------------------------------------------ the fake API
-class RecordingApi:
-    """Stands in for OmnisendClient: keeps every batch body it receives and finishes each batch at once.
-
-    The properties are about our own chunking, so no HTTP is involved; the bodies are exactly the bytes
-    the real client would POST.
-    """
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self._batches: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def create_batch(self, items: Any = None, endpoint: str = "contacts", method: str = "POST", *,
-                     body: bytes | None = None) -> dict[str, Any]:
-        assert items is None and body is not None, "the engine sends prebuilt bodies"
-        count = len(orjson.loads(body)["items"])
-        batch = {"batchID": uuid.uuid4().hex, "status": "finished", "totalCount": count,
-                 "finishedCount": count, "errorsCount": 0}
-        with self._lock:
-            self.bodies.append(bytes(body))
-            self._batches.append(batch)
-        return {"batchID": batch["batchID"], "totalCount": count}
-
-    def list_batches(self, *, endpoint: str = "contacts", offset: int = 0, limit: int = 250,
-                     status: str | None = None) -> dict[str, Any]:
-        with self._lock:
-            newest_first = self._batches[::-1]
-        return {"batches": newest_first[offset:offset + limit]}
-
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
-        with self._lock:
-            return next(b for b in self._batches if b["batchID"] == batch_id)
-
-    def get_batch_items(self, batch_id: str) -> dict[str, Any]:
-        return {"responses": [], "errors": []}
-
-    def list_contacts(self, **filters: Any) -> Any:
-        return iter(())
-
-    def remove_tags(self, tags: Any, emails: Any = (), *, contact_ids: Any = ()) -> int:
-        return 0

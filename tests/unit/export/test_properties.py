@@ -13,8 +13,8 @@ Properties:
    e-mails differing only in case or surrounding white space the first valid occurrence wins.
 
 The engine runs for real (prepare, diff, chunking, batch bodies, confirmation, snapshot) against
-``RecordingApi``, an in-process stand-in that keeps the bodies. What must happen is computed by an
-independent oracle (``_property_support``). Runs are derandomised and keep no example database.
+``InstantApi(keep_bodies=True)``, an in-process stand-in that keeps the bodies. What must happen is
+computed by an independent oracle (``_property_support``). Runs are derandomised and keep no example database.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_expo
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.export.text import ascii_lower
+from airflow_provider_omnisend.testing.instant_api import InstantApi
 from tests.unit.export._property_support import (
     BIO,
     BODY_PREFIX,
@@ -62,7 +63,6 @@ from tests.unit.export._property_support import (
     SPEC,
     Address,
     Expected,
-    RecordingApi,
     Rows,
     decorated,
     duplicate_winner,
@@ -141,7 +141,7 @@ def test_the_real_caps() -> None:
 def run_engine(batches: list[pa.RecordBatch], *, item_cap: int, body_cap: int, block_rows: int | None = None,
                in_flight: int = 4) -> tuple[ExportSummary, pa.Table, list[bytes]]:
     """One real ``ExportEngine.run`` against a recording API; returns the summary, rejects and bodies."""
-    api = RecordingApi()
+    api = InstantApi(keep_bodies=True)
     options = ExportOptions(segment=SEGMENT, max_profiles=None, max_reject_ratio=1.0, batch_item_cap=item_cap,
                             max_body_bytes=body_cap, max_in_flight=in_flight, poll_interval=0.0,
                             progress_interval=1e9)
