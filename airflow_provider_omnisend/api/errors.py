@@ -6,29 +6,15 @@ thing to quote to Omnisend support), never a request header, so the API key cann
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
-from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
 
-#: Where Airflow defines the base class of its errors.
-_AIRFLOW_EXCEPTIONS = "airflow.sdk.exceptions"
 
-
-class _NotYetAirflowException(Exception):
-    """Stand-in base of :class:`OmnisendError` until Airflow is loaded (same layout as AirflowException)."""
-
-
-class OmnisendError(_NotYetAirflowException):
+class OmnisendError(Exception):
     """Base class for everything this provider raises about Omnisend.
 
-    Inside Airflow it subclasses ``AirflowException``. Importing Airflow costs seconds and about 75 MB,
-    so this module does not import it: if Airflow is already loaded (always the case in a task, where
-    the operator and the hook import ``airflow.sdk`` first) the base is switched at once; otherwise it
-    is switched the moment Airflow's exceptions module is imported, and a process that only uses the
-    API client or the export core (benchmarks, the demo) never loads Airflow.
+    A plain ``Exception``: the API client and the export core do not import Airflow (seconds and about
+    75 MB per process). In a task, Airflow retries it like any failure; the operator turns the ones a
+    retry cannot fix (a bad key, a retired version, a bad setting) into ``AirflowFailException``.
     """
 
 
@@ -136,42 +122,3 @@ def error_from_response(status: int, body: Any, *, method: str, path: str, retry
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
-
-def _adopt_airflow_base(module: ModuleType) -> None:
-    """Make :class:`OmnisendError` (and so every error here) a subclass of Airflow's ``AirflowException``."""
-    base = getattr(module, "AirflowException", None)
-    if isinstance(base, type) and issubclass(base, Exception) and not issubclass(OmnisendError, base):
-        OmnisendError.__bases__ = (base,)
-
-
-class _AdoptOnImport(importlib.abc.MetaPathFinder):
-    """Waits for ``airflow.sdk.exceptions`` to be imported, then adopts its ``AirflowException``."""
-
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
-        if fullname != _AIRFLOW_EXCEPTIONS:
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)  # one shot: let the other finders find the real module
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _AdoptingLoader(spec.loader)
-        return spec
-
-
-class _AdoptingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: Any) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self.loader.exec_module(module)
-        _adopt_airflow_base(module)
-
-
-if _AIRFLOW_EXCEPTIONS in sys.modules:
-    _adopt_airflow_base(sys.modules[_AIRFLOW_EXCEPTIONS])
-elif importlib.util.find_spec("airflow") is not None:
-    sys.meta_path.insert(0, _AdoptOnImport())
