@@ -66,7 +66,8 @@ def export_client(emulator, *, api_version: str | None = None, requests_per_minu
 
 
 def run_export(client, batches, *, tmp_path, segment: str = "VIP", mapping=None, state_dir=None,
-               progress=None, run_name: str = "run", spec_kwargs=None, columns=None, **options):
+               progress=None, run_name: str = "run", spec_kwargs=None, columns=None, state_secret=None,
+               **options):
     """Run ExportEngine once; returns (summary, rejects table)."""
     import pyarrow.parquet as pq
 
@@ -87,7 +88,8 @@ def run_export(client, batches, *, tmp_path, segment: str = "VIP", mapping=None,
                           state_dir=str(state_dir or tmp_path / "state"),
                           work_dir=tmp_path / f"{run_name}-work",
                           artifacts_dir=tmp_path / f"{run_name}-artifacts", rejects=rejects,
-                          progress=progress if progress is not None else MemoryProgressStore())
+                          progress=progress if progress is not None else MemoryProgressStore(),
+                          state_secret=state_secret)
     try:
         summary = engine.run(batches)
     finally:

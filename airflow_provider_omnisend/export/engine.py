@@ -39,7 +39,7 @@ import pyarrow as pa
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendValidationError
 from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
 from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcome
-from airflow_provider_omnisend.export.hashing import hash_strings
+from airflow_provider_omnisend.export.hashing import hash_strings, key_check, state_key
 from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
 from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.payload import (
@@ -308,6 +308,7 @@ class ExportEngine:
         progress: ProgressStore,
         export_id: str = "",
         storage_options: dict | None = None,
+        state_secret: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -320,6 +321,8 @@ class ExportEngine:
         self.progress = progress
         self.export_id = export_id
         self.storage_options = storage_options
+        #: binds the state's stored hash key to a secret kept outside the state folder (see state_key)
+        self.state_secret = state_secret
         self.clock = clock
         self.confirmer = BatchConfirmer(client, poll_interval=options.poll_interval,
                                         timeout=options.confirm_timeout)
@@ -341,9 +344,15 @@ class ExportEngine:
         opts = self.options
         summary = ExportSummary(segment=opts.segment, dry_run=opts.dry_run)
         state = load_state(self.state_dir, storage_options=self.storage_options, read_table=False)
-        self.hash_key = state.hash_key
+        self.hash_key = state_key(state.hash_key, self.state_secret)
+        check = key_check(self.hash_key)
+        keyed_alike = state.snapshot_name is None or state.key_check == check
+        if not keyed_alike:
+            log.warning("Segment %r: the last snapshot was hashed under another secret (the Omnisend "
+                        "connection's API key or state_secret changed), so it cannot be compared: this run "
+                        "sends every contact once and starts a new snapshot.", opts.segment)
         prep = prepare_export(batches, self.spec, staging_dir=str(self.work_dir), rejects=self.rejects,
-                              hash_key=state.hash_key)
+                              hash_key=self.hash_key)
         self.staging_path = prep.staging_path
         self._count_prepared(summary, prep)
         if opts.max_profiles is not None and prep.valid > opts.max_profiles:
@@ -351,7 +360,7 @@ class ExportEngine:
                 f"Segment {opts.segment!r} has {prep.valid:,} valid profiles ({prep.rows_read:,} rows read), "
                 f"more than max_profiles={opts.max_profiles:,}. Nothing was sent. Raise max_profiles if "
                 "this size is expected, or check the export for a broken filter.")
-        use_snapshot = opts.incremental and not opts.full_refresh
+        use_snapshot = opts.incremental and not opts.full_refresh and keyed_alike
         # The diff and the merge go key range by key range (spilled to the work dir) against the previous
         # snapshot streamed from a local copy: no per-contact state of the whole export in memory.
         parts = spill_keys(prep.staging_path, str(self.work_dir / KEYS_DIR))
@@ -375,7 +384,8 @@ class ExportEngine:
         if state.snapshot_name is None:
             # First run: persist the hash key now, so a retry after a crash hashes alike and resumes.
             write_snapshot(self.state_dir, SNAPSHOT_SCHEMA.empty_table(), hash_key=state.hash_key,
-                           config_digest=self.spec.config_digest, storage_options=self.storage_options)
+                           key_check=check, config_digest=self.spec.config_digest,
+                           storage_options=self.storage_options)
         plan = self._plan_digest(send)
         journal = Journal(self.state_dir, plan, storage_options=self.storage_options)
         self._push(send, plan, journal, summary)
@@ -386,8 +396,8 @@ class ExportEngine:
             accepted[np.fromiter(self.failures.keys(), dtype=np.int64)] = False
         # Unchanged rows keep their entry; failed ones are left to be sent again next run.
         write_snapshot_batches(self.state_dir, merge_partitioned(parts, previous, accepted),
-                               hash_key=state.hash_key, config_digest=self.spec.config_digest,
-                               storage_options=self.storage_options)
+                               hash_key=state.hash_key, key_check=check,
+                               config_digest=self.spec.config_digest, storage_options=self.storage_options)
         journal.clear()
         self.progress.delete(PROGRESS_KEY)
         self._record_batch_ids(summary, plan)

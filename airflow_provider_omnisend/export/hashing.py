@@ -40,6 +40,20 @@ def derive_key(key: bytes, *, purpose: str) -> bytes:
     return hashlib.blake2b(purpose.encode("utf-8"), key=key, digest_size=HASH_KEY_BYTES).digest()
 
 
+def state_key(stored: bytes, secret: bytes | None) -> bytes:
+    """The key the incremental state's hashes are made with: the random key stored beside them, bound to
+    a secret kept elsewhere (the Omnisend connection's). Without the secret, the state folder alone
+    does not let anyone test guesses of an e-mail against it."""
+    if not secret:
+        return stored
+    return derive_key(stored, purpose="state-secret:" + hashlib.sha256(secret).hexdigest())
+
+
+def key_check(key: bytes) -> str:
+    """A short, one-way check value of ``key``: tells a later run whether it hashes the same way."""
+    return derive_key(key, purpose="key-check").hex()[:16]
+
+
 def hash_strings(values: pa.Array | pa.ChunkedArray, *, key: bytes) -> np.ndarray:
     """SipHash-2-4 of each UTF-8 value under ``key``, as a ``uint64`` numpy array aligned with ``values``.
 

@@ -5,16 +5,18 @@ Layout under ``state_dir`` (any fsspec URL):
 * ``snapshot-<UTC timestamp>-<short uuid>.parquet``: ``key`` (uint64, keyed hash of the e-mail),
   ``fp`` (uint64, keyed hash of the item JSON last accepted), ``contact_id`` (Omnisend's id, nullable;
   needed later to untag contacts that left the segment). Sorted by ``key``.
-* ``CURRENT.json``: ``{"snapshot", "hash_key", "config_digest", "rows", "written_at"}``.
+* ``CURRENT.json``: ``{"snapshot", "hash_key", "key_check", "config_digest", "rows", "written_at"}``.
 
 Atomicity: the versioned file is written completely first, then the pointer is written under a
 temporary name and moved onto ``CURRENT.json`` (a rename locally, a single object PUT on object stores).
 A reader follows the pointer, so it sees the old state or the new one, never half of one. The three
 newest versions are kept for inspection and rollback.
 
-The random hash key lives in the pointer so hashes stay comparable across runs. Anyone who can read
-the state folder can therefore test guesses of an e-mail against it: give the folder the access
-control of the lake itself. It never holds an e-mail, a name or a payload.
+The random hash key lives in the pointer so hashes stay comparable across runs; the engine binds it
+to a secret kept outside the folder (:func:`~airflow_provider_omnisend.export.hashing.state_key`: the
+Omnisend connection's), so reading the folder is not enough to test guesses of an e-mail against it.
+``key_check`` (one-way) tells the next run whether it still hashes the same way. The folder never
+holds an e-mail, a name or a payload.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class SnapshotState:
     table: pa.Table | None
     config_digest: str | None = None
     snapshot_name: str | None = None
+    #: :func:`~airflow_provider_omnisend.export.hashing.key_check` of the key the snapshot was hashed with
+    key_check: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,8 @@ def load_state(
             table = pq.read_table(handle)
         _check_schema(table, f"{state_dir}/{name}")
     return SnapshotState(
-        hash_key=hash_key, table=table, config_digest=pointer.get("config_digest"), snapshot_name=name
+        hash_key=hash_key, table=table, config_digest=pointer.get("config_digest"), snapshot_name=name,
+        key_check=pointer.get("key_check"),
     )
 
 
@@ -320,12 +325,13 @@ def write_snapshot(
     *,
     hash_key: bytes,
     config_digest: str,
+    key_check: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Write a new snapshot version and switch ``CURRENT.json`` to it; returns the version's file name."""
     _check_schema(table, "the snapshot to write")
     table = table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
-    return write_snapshot_batches(state_dir, table.to_batches(), hash_key=hash_key,
+    return write_snapshot_batches(state_dir, table.to_batches(), hash_key=hash_key, key_check=key_check,
                                   config_digest=config_digest, storage_options=storage_options)
 
 
@@ -335,6 +341,7 @@ def write_snapshot_batches(
     *,
     hash_key: bytes,
     config_digest: str,
+    key_check: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
     """:func:`write_snapshot` from a stream of ``SNAPSHOT_SCHEMA`` batches (in key order), one at a time."""
@@ -357,6 +364,7 @@ def write_snapshot_batches(
     pointer = {
         "snapshot": name,
         "hash_key": bytes(hash_key).hex(),
+        "key_check": key_check,
         "config_digest": config_digest,
         "rows": rows,
         "written_at": now.isoformat().replace("+00:00", "Z"),

@@ -4,7 +4,8 @@ The connection holds the API key (password field), the base URL (host), and in i
 provider declares: ``api_version``, ``privacy_acknowledged``, ``allowed_dag_ids`` and
 ``requests_per_minute``. Advanced extras: ``timeout`` (s), ``max_in_flight``, ``window_seconds`` (the
 rate window, 60; shrunk only for tests against a time-scaled emulator), ``backoff_initial``,
-``backoff_max``, ``max_attempts``, and HttpHook's ``proxies``/``verify``/``cert``/``trust_env``.
+``backoff_max``, ``max_attempts``, ``state_secret`` (see :meth:`OmnisendHook.state_secret`), and
+HttpHook's ``proxies``/``verify``/``cert``/``trust_env``.
 """
 
 from __future__ import annotations
@@ -125,6 +126,17 @@ class OmnisendHook(HttpHook):
         if key:
             _mask(key)
         return key
+
+    def state_secret(self) -> bytes:
+        """The secret the incremental state's e-mail hashes are bound to (besides the random key stored
+        with them): the extra's ``state_secret``, else the API key. Kept out of the state folder, so
+        the folder alone tells nobody who is in a segment. Rotating it makes the next run send every
+        contact once (the old snapshot can no longer be compared); set ``state_secret`` to keep the
+        snapshots across API key rotations."""
+        secret = str((self.connection.extra_dejson or {}).get("state_secret") or "")
+        if secret:
+            _mask(secret)
+        return (secret or self._api_key()).encode()
 
     def get_conn(self, headers: dict[Any, Any] | None = None,
                  extra_options: dict[str, Any] | None = None) -> requests.Session:

@@ -192,7 +192,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         engine = ExportEngine(
             client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
             work_dir=work_dir, artifacts_dir=run_dir, rejects=rejects, progress=progress,
-            export_id=export.export_id, storage_options=state_options)
+            export_id=export.export_id, storage_options=state_options, state_secret=hook.state_secret())
         self.log.info("Exporting segment %r from %s (%s, export %s) to Omnisend %s%s", self.segment,
                       export.source, export.format, export.export_id, settings.version.name,
                       " [dry run]" if dry_run else "")

@@ -224,3 +224,9 @@ def test_limiter_keeps_a_burst_of_2000_inside_the_budget(emulator, omnisend_conn
 
 def test_emulator_is_a_real_process(emulator):
     assert requests.get(f"{emulator.base_url}/_emulator/health", timeout=5).ok
+
+
+def test_state_secret_is_the_api_key_unless_the_extra_sets_one(emulator, omnisend_conn):
+    assert OmnisendHook(omnisend_conn()).state_secret() == TEST_API_KEY.encode()
+    conn_id = omnisend_conn(state_secret="kept across key rotations")
+    assert OmnisendHook(conn_id).state_secret() == b"kept across key rotations"

@@ -126,3 +126,41 @@ def test_crash_between_pushes_and_snapshot_loses_nothing(emulator, tmp_path, mon
     assert_state(emulator, table)
     after, _ = run_export(client, table.to_batches(), tmp_path=tmp_path, run_name="r3")
     assert after.sent == 0 and after.unchanged == 5_000
+
+
+def test_state_hashes_are_bound_to_a_secret_kept_outside_the_state_folder(emulator, tmp_path, caplog):
+    """The state folder alone (its stored random key included) does not let anyone test e-mails against
+    the snapshot; a changed secret (a rotated API key) makes one full send, never a wrong diff."""
+    import orjson
+    import pyarrow.parquet as pq
+
+    from airflow_provider_omnisend.export.hashing import hash_strings, state_key
+
+    client = export_client(emulator)
+    table = synthetic_profiles(2_000, seed=9, invalid_fraction=0, duplicate_fraction=0)
+    state = tmp_path / "state"
+
+    def run(name: str, secret: bytes):
+        return run_export(client, table.to_batches(), tmp_path=tmp_path, state_dir=state, run_name=name,
+                          state_secret=secret)[0]
+
+    assert run("a1", b"api-key-A").sent == 2_000
+    pointer_text = (state / "CURRENT.json").read_text()
+    assert "api-key-A" not in pointer_text and b"api-key-A".hex() not in pointer_text
+    pointer = orjson.loads(pointer_text)
+    stored = bytes.fromhex(pointer["hash_key"])
+    keys = set(pq.read_table(state / pointer["snapshot"]).column("key").to_pylist())
+    emails = pc.utf8_lower(pc.utf8_trim_whitespace(table.column("EmailAddress"))).combine_chunks()
+    assert len(keys) == 2_000
+    assert keys.isdisjoint(hash_strings(emails, key=stored).tolist())  # the folder's key alone: useless
+    assert keys == set(hash_strings(emails, key=state_key(stored, b"api-key-A")).tolist())
+
+    before = posted(emulator)
+    again = run("a2", b"api-key-A")
+    assert (again.sent, again.unchanged, posted(emulator) - before) == (0, 2_000, 0)
+
+    with caplog.at_level("WARNING"):
+        rotated = run("b1", b"api-key-B")
+    assert (rotated.new, rotated.sent, rotated.removed) == (2_000, 2_000, 0)
+    assert "hashed under another secret" in caplog.text
+    assert run("b2", b"api-key-B").sent == 0
