@@ -7,6 +7,18 @@ is still being written is never read half-way.
 
 Partition locations are absolute https://<account>.dfs.core.windows.net URLs in model.json; they are
 mapped onto the folder the user gave, so the same export reads through abfs://, az:// or a local copy.
+
+A ``*.manifest.cdm.json`` may list ``subManifests`` (often one folder per entity): their entities count
+as the export's, recursively. Relative paths in a sub-manifest (its ``definition``, ``entityPath``,
+partition locations) are relative to that sub-manifest's own folder; absolute ones are mapped as above.
+
+An entity may declare ``dataPartitionPatterns`` instead of (or besides) ``dataPartitions``: its data files
+are then the files below the pattern's ``rootLocation`` whose path relative to it (with a leading "/")
+matches the ``globPattern`` (``*``: any characters but "/", ``**``: any characters, ``?``: one character)
+or else the ``regularExpression`` (full match). Zero-byte files and names starting with "_" or "."
+(``_SUCCESS``, temporary files and folders) are skipped. Limitation: with patterns the manifest does not
+enumerate the files, so the completeness of a refresh folder cannot be checked against a list: the newest
+refresh folder whose files match is read, even if it is still being written.
 """
 
 from __future__ import annotations
@@ -25,11 +37,12 @@ from airflow_provider_omnisend.lake.errors import (
     EntityNotFound,
     ExportNotReady,
     LakeError,
+    LakePathNotFound,
     ManifestNotFound,
 )
 from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport
 from airflow_provider_omnisend.lake.files import fingerprint
-from airflow_provider_omnisend.lake.fs import Location, list_dir, read_text
+from airflow_provider_omnisend.lake.fs import Location, find_files, list_dir, read_text
 
 MODEL_JSON = "model.json"
 MANIFEST_SUFFIX = ".manifest.cdm.json"
@@ -37,6 +50,11 @@ MANIFEST_SUFFIX = ".manifest.cdm.json"
 _DATE_FOLDERS = tuple(re.compile(rf"^\d{{{n}}}$") for n in (4, 2, 2, 4))
 _CSV_TRAIT = "is.partition.format.csv"
 _PARQUET_TRAIT = "is.partition.format.parquet"
+# Sub-manifests nested deeper than this are refused: real exports nest one or two levels.
+_MAX_SUB_MANIFEST_DEPTH = 10
+# A CDM globPattern, split into its wildcards (a whole "/**/" segment also matches no folder at all).
+_GLOB_WILDCARDS = {"/**/": "/(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "."}
+_GLOB_SPLIT = re.compile(r"(/\*\*/|\*\*|\*|\?)")
 
 
 @dataclass(frozen=True)
@@ -50,10 +68,30 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class PartitionPattern:
+    """A ``dataPartitionPatterns`` entry; its files are found by listing ``root`` when the entity is read."""
+
+    entity: str
+    name: str
+    manifest: Location  # the manifest declaring it (for messages)
+    root: Location
+    glob: str | None
+    regex: str | None
+    traits: tuple[Any, ...]  # exhibitsTraits: the partition format (csv/parquet) and CSV arguments
+    refresh_time: str | None
+
+    @property
+    def described(self) -> str:
+        rule = f"globPattern {self.glob!r}" if self.glob else f"regularExpression {self.regex!r}"
+        return f"{rule} under {self.root.url!r}"
+
+
+@dataclass(frozen=True)
 class Entity:
     name: str
     columns: tuple[str, ...]
-    partitions: tuple[Partition, ...]
+    partitions: tuple[Partition, ...]  # listed in the manifest (dataPartitions / partitions)
+    patterns: tuple[PartitionPattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,14 +120,27 @@ def find_manifests(folder: Location) -> list[Location]:
 
 
 def load_manifests(manifests: Sequence[Location]) -> list[Manifest]:
-    return [load_manifest(m) for m in manifests]
+    """The manifests with their entities; one reached twice (say, in the folder and as another's
+    sub-manifest) contributes its entities once."""
+    loaded: set[str] = set()
+    return [load_manifest(m, loaded=loaded) for m in manifests]
 
 
-def load_manifest(manifest: Location) -> Manifest:
+def load_manifest(manifest: Location, *, loaded: set[str] | None = None) -> Manifest:
+    """One manifest; for a ``*.manifest.cdm.json`` with the entities of its sub-manifests too.
+
+    ``loaded`` holds the paths of the manifests already read (and is updated): those are not read again.
+    """
+    loaded = set() if loaded is None else loaded
+    if manifest.path in loaded:
+        return Manifest(location=manifest, entities=())
     doc = _json(manifest)
+    mapper = _LocationMapper(manifest.parent())
     if manifest.name == MODEL_JSON:
-        return Manifest(location=manifest, entities=tuple(_model_json_entities(manifest, doc)))
-    return Manifest(location=manifest, entities=tuple(_manifest_entities(manifest, doc)))
+        loaded.add(manifest.path)
+        return Manifest(location=manifest, entities=tuple(_model_json_entities(manifest, doc, mapper)))
+    entities = _manifest_tree_entities(manifest, doc, mapper, chain=(), loaded=loaded)
+    return Manifest(location=manifest, entities=tuple(entities))
 
 
 def _json(loc: Location) -> dict[str, Any]:
@@ -132,9 +183,7 @@ def _is_parquet(settings: Mapping[str, Any] | None, location: str) -> bool:
     return "parquet" in kind or urlsplit(location).path.lower().endswith(".parquet")
 
 
-def _model_json_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entity]:
-    folder = manifest.parent()
-    mapper = _LocationMapper(folder)
+def _model_json_entities(manifest: Location, doc: Mapping[str, Any], mapper: _LocationMapper) -> list[Entity]:
     model_csv = _csv_from_settings(doc.get("fileFormatSettings"), CsvOptions(header=False))
     entities = []
     for raw in doc.get("entities") or []:
@@ -220,9 +269,22 @@ def _entity_columns(
     )
 
 
-def _manifest_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entity]:
+def _manifest_partition(loc: Location, traits: Sequence[Any] | None, refresh_time: str | None) -> Partition:
+    """A partition of a ``*.manifest.cdm.json`` entity, listed or matched by a pattern: Parquet by its
+    format trait or, without one, by the file extension; else CSV with the trait's arguments."""
+    kind, args = _trait_arguments(traits)
+    parquet = kind == _PARQUET_TRAIT or (kind is None and loc.path.lower().endswith(".parquet"))
+    return Partition(
+        location=loc,
+        refresh_folder=_refresh_folder(loc.path),
+        refresh_time=refresh_time,
+        csv=None if parquet else _csv_from_trait(args),
+    )
+
+
+def _manifest_entities(manifest: Location, doc: Mapping[str, Any], mapper: _LocationMapper) -> list[Entity]:
+    """The entities declared in one ``*.manifest.cdm.json`` itself (not in its sub-manifests)."""
     folder = manifest.parent()
-    mapper = _LocationMapper(folder)
     definitions: dict[str, dict[str, Any]] = {}
     entities = []
     for raw in doc.get("entities") or []:
@@ -231,23 +293,85 @@ def _manifest_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entit
             continue
         entity_path = raw.get("entityPath") or f"{name}.cdm.json/{name}"
         columns = _entity_columns(manifest, entity_path, definitions)
-        partitions = []
-        for part in raw.get("dataPartitions") or []:
-            location = part.get("location")
-            if not location:
-                continue
-            kind, args = _trait_arguments(part.get("exhibitsTraits"))
-            loc = mapper.map(location)
-            parquet = kind == _PARQUET_TRAIT or (kind is None and location.lower().endswith(".parquet"))
-            partitions.append(Partition(
-                location=loc,
-                refresh_folder=_refresh_folder(loc.path),
-                refresh_time=part.get("refreshTime") or part.get("lastFileModifiedTime")
-                or raw.get("lastFileModifiedTime"),
-                csv=None if parquet else _csv_from_trait(args),
-            ))
-        entities.append(Entity(name=name, columns=columns, partitions=tuple(partitions)))
+        entity_time = raw.get("lastFileModifiedTime")
+        partitions = tuple(
+            _manifest_partition(
+                mapper.map(part["location"], base=folder),
+                part.get("exhibitsTraits"),
+                part.get("refreshTime") or part.get("lastFileModifiedTime") or entity_time,
+            )
+            for part in raw.get("dataPartitions") or []
+            if part.get("location")
+        )
+        patterns = tuple(
+            PartitionPattern(
+                entity=name,
+                name=str(pattern.get("name") or ""),
+                manifest=manifest,
+                root=mapper.map(pattern.get("rootLocation") or "", base=folder, what="rootLocation"),
+                glob=(pattern.get("globPattern") or "").strip() or None,
+                regex=(pattern.get("regularExpression") or "").strip() or None,
+                traits=tuple(pattern.get("exhibitsTraits") or ()),
+                refresh_time=pattern.get("lastFileModifiedTime") or entity_time,
+            )
+            for pattern in raw.get("dataPartitionPatterns") or []
+        )
+        entities.append(Entity(name=name, columns=columns, partitions=partitions, patterns=patterns))
     return entities
+
+
+def _manifest_tree_entities(
+    manifest: Location,
+    doc: Mapping[str, Any],
+    mapper: _LocationMapper,
+    *,
+    chain: tuple[Location, ...],
+    loaded: set[str],
+) -> list[Entity]:
+    """The entities of ``manifest`` and, recursively, of its ``subManifests``.
+
+    ``chain`` is the manifests that led here (root first), to report cycles; ``loaded`` the paths of all
+    manifests read so far, so that one listed twice (not in a cycle) contributes its entities once.
+    """
+    loaded.add(manifest.path)
+    chain = (*chain, manifest)
+    entities = _manifest_entities(manifest, doc, mapper)
+    for ref in doc.get("subManifests") or []:
+        definition = ref.get("definition") if isinstance(ref, dict) else None
+        if not definition:
+            continue
+        sub = mapper.map(str(definition), base=manifest.parent(), what="sub-manifest location")
+        if any(m.path == sub.path for m in chain):
+            raise LakeError(
+                "The CDM sub-manifests form a cycle: "
+                + " -> ".join(repr(m.url) for m in (*chain, sub))
+                + ". A manifest must not list itself, or a manifest that lists it, in `subManifests`: fix "
+                f"the `definition` in {manifest.url!r} (or re-run the export)."
+            )
+        if sub.path in loaded:
+            continue
+        if len(chain) > _MAX_SUB_MANIFEST_DEPTH:
+            raise LakeError(
+                f"The CDM sub-manifests below {chain[0].url!r} nest more than {_MAX_SUB_MANIFEST_DEPTH} "
+                f"levels deep ({manifest.url!r} lists {sub.url!r}); exports nest one or two. Check the "
+                "`subManifests` definitions for a loop through copies of the manifests, or point `source` "
+                "at a deeper folder."
+            )
+        sub_doc = _sub_manifest_json(sub, listed_in=manifest, name=ref.get("manifestName"))
+        entities += _manifest_tree_entities(sub, sub_doc, mapper, chain=chain, loaded=loaded)
+    return entities
+
+
+def _sub_manifest_json(sub: Location, *, listed_in: Location, name: Any) -> dict[str, Any]:
+    try:
+        return _json(sub)
+    except LakePathNotFound as err:
+        raise LakeError(
+            f"The sub-manifest {sub.url!r} (manifestName {name!r}), listed in `subManifests` of "
+            f"{listed_in.url!r}, does not exist. The export is incomplete or was copied without all its "
+            "sub-folders: copy the whole export folder, or re-run the export. Its `definition` is relative "
+            "to the folder of the manifest that lists it."
+        ) from err
 
 
 # ---------------------------------------------------------------------------------- location mapping
@@ -256,10 +380,11 @@ def _manifest_entities(manifest: Location, doc: Mapping[str, Any]) -> list[Entit
 class _LocationMapper:
     """Map partition locations onto the folder the user gave (the export folder holding the manifest).
 
-    Relative locations are relative to that folder. For absolute ones (https://…, adls:/…) the part
-    below the export folder is found by, in order: the longest tail of the given folder's path that
-    appears in the location; the CI layout ``<Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file>``; probing the
-    filesystem once for the shortest prefix to drop (remembered for the other partitions).
+    Relative locations are relative to ``base`` (the folder of the manifest listing them, which differs
+    from the export folder for sub-manifests). For absolute ones (https://…, adls:/…) the part below the
+    export folder is found by, in order: the longest tail of the given folder's path that appears in the
+    location; the CI layout ``<Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file>``; probing the filesystem once for
+    the shortest prefix to drop (remembered for the other partitions).
     """
 
     def __init__(self, folder: Location) -> None:
@@ -267,17 +392,19 @@ class _LocationMapper:
         self.folder_segments = [s for s in folder.path.split("/") if s]
         self._probed: dict[tuple[str, ...], int] = {}
 
-    def map(self, location: str) -> Location:
+    def map(
+        self, location: str, *, base: Location | None = None, what: str = "partition location"
+    ) -> Location:
         parsed = urlsplit(location)
         is_absolute = bool(parsed.scheme) or location.startswith("/")
         path = unquote(parsed.path if parsed.scheme else location)
         segments = [s for s in path.split("/") if s and s != "."]
         if not is_absolute:
-            return self.folder.child("/".join(segments))
+            return _below(base or self.folder, segments)
         relative = self._by_folder_tail(segments) or self._by_ci_layout(segments) or self._by_probe(segments)
         if relative is None:
             raise LakeError(
-                f"Cannot place partition location {location!r} below {self.folder.url!r}: neither the folder "
+                f"Cannot place {what} {location!r} below {self.folder.url!r}: neither the folder "
                 "name nor the CustomerInsights layout <Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file> appears in it, "
                 "and no suffix of it exists in the folder. Point `source` at the folder holding the manifest."
             )
@@ -307,11 +434,89 @@ class _LocationMapper:
         return None
 
 
+def _below(folder: Location, segments: Sequence[str]) -> Location:
+    """``folder`` joined with relative path ``segments``, resolving ".." so that the URL stays clean too
+    (object stores do not resolve "..")."""
+    loc = folder
+    for segment in segments:
+        loc = loc.parent() if segment == ".." else loc.child(segment)
+    return loc
+
+
 def _refresh_folder(path: str) -> str | None:
     segments = path.split("/")
     if len(segments) >= 5 and all(p.match(s) for p, s in zip(_DATE_FOLDERS, segments[-5:-1], strict=True)):
         return "/".join(segments[-5:-1])
     return None
+
+
+# ----------------------------------------------------------------------------- partition patterns
+
+
+def _pattern_regex(pattern: PartitionPattern) -> re.Pattern[str]:
+    """The pattern's globPattern (preferred, as in the CDM SDK) or regularExpression, compiled; it is
+    matched against whole "/"-prefixed paths below the rootLocation."""
+    if pattern.glob:
+        glob = pattern.glob if pattern.glob.startswith("/") else f"/{pattern.glob}"
+        parts = _GLOB_SPLIT.split(glob)  # literals at even indices, wildcards at odd ones
+        return re.compile("".join(_GLOB_WILDCARDS[p] if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+    where = f"partition pattern {pattern.name!r} of entity {pattern.entity!r} in {pattern.manifest.url!r}"
+    if not pattern.regex:
+        raise LakeError(
+            f"The {where} has neither a globPattern nor a regularExpression, so its files cannot be found. "
+            "Add one of them to the manifest (or list the files in dataPartitions)."
+        )
+    try:
+        # .NET/Java spell named groups (?<name>...); Python spells them (?P<name>...).
+        return re.compile(re.sub(r"\(\?<(?![=!])", "(?P<", pattern.regex))
+    except re.error as err:
+        raise LakeError(
+            f"The regularExpression {pattern.regex!r} of the {where} is not a valid regular expression "
+            f"({err}). Fix it in the manifest."
+        ) from err
+
+
+def _is_data_file(relative: str, entry: Mapping[str, Any]) -> bool:
+    """Not a zero-byte marker, nor below a name starting with "_" or "." (_SUCCESS, temporary files)."""
+    return entry.get("size") != 0 and not any(s.startswith(("_", ".")) for s in relative.split("/"))
+
+
+def _pattern_partitions(pattern: PartitionPattern) -> list[Partition]:
+    """The data files below the pattern's root that it matches, as partitions (sorted by path)."""
+    regex = _pattern_regex(pattern)
+    base = pattern.root.path.rstrip("/") + "/"
+    partitions = []
+    for entry in find_files(pattern.root):
+        name = str(entry["name"])
+        relative = name[len(base):] if name.startswith(base) else ""
+        if relative and _is_data_file(relative, entry) and regex.fullmatch(f"/{relative}"):
+            partitions.append(
+                _manifest_partition(pattern.root.child(relative), pattern.traits, pattern.refresh_time)
+            )
+    return partitions
+
+
+def entity_partitions(entity: Entity) -> tuple[Partition, ...]:
+    """The partitions listed for ``entity``, then the files its partition patterns match (each file once)."""
+    seen = {p.location.path for p in entity.partitions}
+    matched = []
+    for pattern in entity.patterns:
+        for part in _pattern_partitions(pattern):
+            if part.location.path not in seen:
+                seen.add(part.location.path)
+                matched.append(part)
+    return entity.partitions + tuple(matched)
+
+
+def _no_partitions_reason(entity: Entity) -> str:
+    reason = f"the manifest lists no partitions for entity {entity.name!r}"
+    if entity.patterns:
+        searched = "; ".join(p.described for p in entity.patterns)
+        reason += (
+            f" and no data file matches its dataPartitionPatterns ({searched}; zero-byte files and names "
+            "starting with '_' or '.' are skipped)"
+        )
+    return reason
 
 
 # ------------------------------------------------------------------------------- choosing an export
@@ -427,9 +632,9 @@ def resolve_cdm(
             f"Entity {chosen.name!r} in {folder.url!r} declares no attributes, so its columns are unknown. "
             "Re-run the export; the manifest looks incomplete."
         )
-    refreshes = group_refreshes(chosen.partitions)
+    refreshes = group_refreshes(entity_partitions(chosen))
     if not refreshes:
-        raise ExportNotReady(source, reason=f"the manifest lists no partitions for entity {chosen.name!r}")
+        raise ExportNotReady(source, reason=_no_partitions_reason(chosen))
     listings: dict[str, dict[str, dict[str, Any]]] = {}
     newest_missing: list[str] = []
     for refresh in reversed(refreshes):

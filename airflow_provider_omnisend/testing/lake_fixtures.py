@@ -199,3 +199,21 @@ def _write_manifest(
         }],
     }
     (export_dir / "default.manifest.cdm.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def write_manifest_of_manifests(path: str | Path, definitions: Sequence[str]) -> Path:
+    """Write a ``*.manifest.cdm.json`` at ``path`` that declares no entities itself and lists
+    ``definitions`` (paths relative to its folder, or absolute URLs) as its ``subManifests``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "jsonSchemaSemanticVersion": "1.0.0",
+        "manifestName": path.name.removesuffix(".manifest.cdm.json"),
+        "entities": [],
+        "subManifests": [
+            {"manifestName": d.rsplit("/", 1)[-1].removesuffix(".manifest.cdm.json"), "definition": d}
+            for d in definitions
+        ],
+    }
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return path

@@ -7,6 +7,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_omnisend.lake import (
@@ -20,7 +22,11 @@ from airflow_provider_omnisend.lake import (
     iter_batches,
     resolve_export,
 )
-from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export, write_manifest_export
+from airflow_provider_omnisend.testing.lake_fixtures import (
+    write_cdm_export,
+    write_manifest_export,
+    write_manifest_of_manifests,
+)
 
 
 def test_model_json_resolves_newest_complete_refresh_and_streams_rows(cdm_export, sample, collect):
@@ -264,3 +270,175 @@ def test_broken_model_json_says_so(tmp_path):
     (tmp_path / "model.json").write_text('{"entities": [')
     with pytest.raises(LakeError, match="is not valid JSON"):
         resolve_export(str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------ subManifests
+
+
+def test_entities_of_nested_sub_manifests_are_read_relative_to_their_own_folders(tmp_path, sample, collect):
+    root = tmp_path / "lake"
+    export = write_manifest_export(root, entity="Customer", columns=sample.columns, rows=sample.rows,
+                                   refresh_times=sample.refreshes)
+    # lake/default.manifest.cdm.json -> CustomerInsights_<id>/Segments.manifest.cdm.json
+    #   -> CustomerInsights_<id>/OmnisendExport/default.manifest.cdm.json (entity, definitions, partitions)
+    write_manifest_of_manifests(root / "default.manifest.cdm.json",
+                                [f"{export.parent.name}/Segments.manifest.cdm.json"])
+    write_manifest_of_manifests(export.parent / "Segments.manifest.cdm.json",
+                                [f"{export.name}/default.manifest.cdm.json"])
+
+    resolved = resolve_export(str(root))
+    assert (resolved.entity, resolved.columns) == ("Customer", sample.columns)
+    assert resolved.export_id == "cdm:Customer:2026/01/15/0300"
+    assert [f.removeprefix(f"{export}/") for f in resolved.files] == [
+        "Customer/2026/01/15/0300/Customer_1.csv", "Customer/2026/01/15/0300/Customer_2.csv",
+    ]
+    data = collect(iter_batches(resolved, columns=list(sample.columns)))
+    assert data == {c: sample.expected(c) for c in sample.columns}
+
+
+def test_absolute_sub_manifest_definition_is_mapped_onto_the_given_folder(tmp_path, sample, collect):
+    export = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    root = export.parent
+    url = (f"https://contosolake.dfs.core.windows.net/customerinsights/{root.name}/{export.name}/"
+           "default.manifest.cdm.json")
+    write_manifest_of_manifests(root / "root.manifest.cdm.json", [url])
+    resolved = resolve_export(str(root))
+    assert all(f.startswith(f"{export}/Customer/2026/01/15/0300/") for f in resolved.files)
+    assert collect(iter_batches(resolved, columns=["Email"]))["Email"] == sample.expected("Email")
+
+
+def test_a_manifest_reached_twice_contributes_its_entities_once(tmp_path, sample):
+    export = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    # Both manifests are in the folder, and one lists the other: Customer must not count twice.
+    write_manifest_of_manifests(export / "all.manifest.cdm.json", ["default.manifest.cdm.json"])
+    assert resolve_export(str(export)).entity == "Customer"
+
+
+def test_sub_manifest_cycle_is_a_clear_error(tmp_path):
+    root = write_manifest_of_manifests(tmp_path / "x" / "default.manifest.cdm.json",
+                                       ["sub/Sub.manifest.cdm.json"])
+    sub = write_manifest_of_manifests(tmp_path / "x" / "sub" / "Sub.manifest.cdm.json",
+                                      ["../default.manifest.cdm.json"])
+    with pytest.raises(LakeError) as err:
+        resolve_export(str(root.parent))
+    message = str(err.value)
+    assert f"form a cycle: '{root}' -> '{sub}' -> '{root}'" in message
+    assert f"fix the `definition` in '{sub}'" in message
+
+
+def test_missing_sub_manifest_names_the_file_and_the_fix(tmp_path):
+    root = write_manifest_of_manifests(tmp_path / "x" / "default.manifest.cdm.json",
+                                       ["Customer/Customer.manifest.cdm.json"])
+    with pytest.raises(LakeError) as err:
+        resolve_export(str(root.parent))
+    message = str(err.value)
+    missing = root.parent / "Customer" / "Customer.manifest.cdm.json"
+    assert f"The sub-manifest '{missing}' (manifestName 'Customer')" in message
+    assert f"listed in `subManifests` of '{root}', does not exist" in message
+    assert "copy the whole export folder, or re-run the export" in message
+
+
+def test_absurdly_deep_sub_manifests_are_refused(tmp_path):
+    folder = tmp_path / "x"
+    for _ in range(15):
+        write_manifest_of_manifests(folder / "default.manifest.cdm.json", ["d/default.manifest.cdm.json"])
+        folder = folder / "d"
+    with pytest.raises(LakeError, match=r"nest more than 10 levels deep \(.*/d/default\.manifest\.cdm\.json"):
+        resolve_export(str(tmp_path / "x"))
+
+
+# --------------------------------------------------------------------------- dataPartitionPatterns
+
+
+def _use_patterns(folder: Path, *patterns: dict) -> None:
+    """Replace the entity's dataPartitions in the export's manifest by ``patterns`` (which get the CSV
+    format trait of the written partitions unless they set exhibitsTraits)."""
+    path = folder / "default.manifest.cdm.json"
+    manifest = json.loads(path.read_text())
+    entity = manifest["entities"][0]
+    traits = entity.pop("dataPartitions")[0]["exhibitsTraits"]
+    entity["dataPartitionPatterns"] = [
+        {"name": f"pattern{i}", "exhibitsTraits": traits, **p} for i, p in enumerate(patterns)
+    ]
+    path.write_text(json.dumps(manifest))
+
+
+def test_glob_pattern_reads_the_newest_refresh_folder_and_skips_markers(tmp_path, sample, collect):
+    folder = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows,
+                                   refresh_times=sample.refreshes, header=True, delimiter=";")
+    _use_patterns(folder, {"rootLocation": "Customer/", "globPattern": "/**/*.csv",
+                           "lastFileModifiedTime": "2026-01-15T03:20:00.0000000Z"})
+    newest = folder / "Customer" / "2026" / "01" / "15" / "0300"
+    other_row = "CustomerId;Email;FirstName;Phone\n9;zed@example.com;Zed;\n"
+    (newest / "_SUCCESS").write_text("")
+    (newest / "Customer_3.csv").write_text("")  # zero bytes: still being written
+    (newest / "_committed_Customer_4.csv").write_text(other_row)
+    (newest / ".Customer_5.csv").write_text(other_row)
+    (newest / "_temporary").mkdir()
+    (newest / "_temporary" / "Customer_6.csv").write_text(other_row)
+
+    export = resolve_export(str(folder))
+    assert export.export_id == "cdm:Customer:2026/01/15/0300"
+    assert export.refresh_time == "2026-01-15T03:20:00Z"  # the pattern's lastFileModifiedTime
+    assert [f.removeprefix(f"{folder}/") for f in export.files] == [
+        "Customer/2026/01/15/0300/Customer_1.csv", "Customer/2026/01/15/0300/Customer_2.csv",
+    ]
+    assert export.csv is not None and (export.csv.header, export.csv.delimiter) == (True, ";")
+    data = collect(iter_batches(export, columns=list(sample.columns)))
+    assert data == {c: sample.expected(c) for c in sample.columns}
+
+
+def test_regular_expression_pattern_must_match_the_whole_relative_path(tmp_path, sample, collect):
+    folder = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    # A .NET-style named group, as CDM manifests spell them.
+    _use_patterns(folder, {"rootLocation": "Customer",
+                           "regularExpression": r"/\d{4}/\d{2}/\d{2}/\d{4}/Customer_(?<n>\d+)\.csv"})
+    newest = folder / "Customer" / "2026" / "01" / "15" / "0300"
+    (newest / "Customer_1.csv.bak").write_text("9,zed@example.com,Zed,\n")  # only a prefix matches
+    (newest / "Customer_x.csv").write_text("9,zed@example.com,Zed,\n")
+
+    export = resolve_export(str(folder))
+    assert [Path(f).name for f in export.files] == ["Customer_1.csv", "Customer_2.csv"]
+    assert export.refresh_time == "2026-01-15T03:00:00Z"  # the entity's lastFileModifiedTime
+    assert collect(iter_batches(export, columns=["Email"]))["Email"] == sample.expected("Email")
+
+
+def test_pattern_matching_no_file_is_not_ready(tmp_path, sample):
+    folder = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    _use_patterns(folder, {"rootLocation": "Customer/", "globPattern": "/**/*.parquet"})
+    with pytest.raises(ExportNotReady) as err:
+        resolve_export(str(folder))
+    message = str(err.value)
+    assert "the manifest lists no partitions for entity 'Customer'" in message
+    assert f"no data file matches its dataPartitionPatterns (globPattern '/**/*.parquet' under " \
+           f"'{folder}/Customer';" in message
+
+
+def test_invalid_regular_expression_is_a_clear_error(tmp_path, sample):
+    folder = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    _use_patterns(folder, {"rootLocation": "Customer/", "regularExpression": "/(unclosed.csv"})
+    with pytest.raises(LakeError, match=r"regularExpression '/\(unclosed.csv' of the partition pattern "
+                                        r"'pattern0' of entity 'Customer' .* is not a valid regular"):
+        resolve_export(str(folder))
+
+
+@pytest.mark.parametrize("by", ["trait", "extension"])
+def test_parquet_partitions_found_by_a_pattern(tmp_path, sample, collect, by):
+    folder = write_manifest_export(tmp_path, entity="Customer", columns=sample.columns, rows=sample.rows)
+    table = pa.table({c: [r[i] for r in sample.rows] for i, c in enumerate(sample.columns)})
+    for refresh in ("2026/01/14/0300", "2026/01/15/0300"):
+        target = folder / "Customer" / refresh
+        target.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(0, 3), target / "part-00000.parquet")
+        pq.write_table(table.slice(3), target / "part-00001.parquet")
+    traits = [{"traitReference": "is.partition.format.parquet"}] if by == "trait" else []
+    _use_patterns(folder, {"rootLocation": "Customer/", "globPattern": "**.parquet",
+                           "exhibitsTraits": traits})
+
+    export = resolve_export(str(folder))
+    assert export.csv is None
+    assert [f.removeprefix(f"{folder}/") for f in export.files] == [
+        "Customer/2026/01/15/0300/part-00000.parquet", "Customer/2026/01/15/0300/part-00001.parquet",
+    ]
+    data = collect(iter_batches(export, columns=["Email", "FirstName"], batch_size=2))
+    assert data == {"Email": sample.expected("Email"), "FirstName": sample.expected("FirstName")}
