@@ -442,7 +442,8 @@ class ExportEngine:
 
     def _too_large(self, positions: np.ndarray) -> None:
         limit = self.options.max_body_bytes
-        too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch", False)
+        too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch, so it was not "
+                     "exported; later rows with the same e-mail are in this file as its duplicates", False)
         for pos in positions.tolist():
             self.failures[pos] = too_large
 
