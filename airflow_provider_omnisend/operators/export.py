@@ -173,6 +173,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         state_path = self.state_path or default_state_path()
         key = watermark_key(self.omnisend_conn_id, self.segment)
         rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
+        work_dir = self._work_dir(context)  # before the rejects file: it fails clearly, leaving nothing open
         # State and rejects on the lake's store are reached with the lake connection's credentials.
         state_options = companion_storage_options(state_path, lake_source=export.source,
                                                   lake_conn_id=self.lake_conn_id)
@@ -187,7 +188,6 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 f"Cannot create the rejects file {rejects_path!r}: {safe_reason(err)}. Check that the folder "
                 "can be written; on the lake's store it is reached with `lake_conn_id`'s credentials, on "
                 "another store with that store's default credentials (environment).") from None
-        work_dir = self._work_dir(context)
         progress = context.get("task_state_store") or MemoryProgressStore()
         engine = ExportEngine(
             client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
