@@ -604,8 +604,12 @@ class ExportEngine:
     def _positions(self, by_key: dict[int, int], emails: list[str]) -> set[int]:
         if not emails:
             return set()
-        keys = hash_strings(pa.array([e.strip().lower() for e in emails], pa.string()), key=self.hash_key)
-        return {by_key[k] for k in keys.tolist() if k in by_key}
+        return {by_key[k] for k in self._email_keys(emails).tolist() if k in by_key}
+
+    def _email_keys(self, emails: list[str]) -> np.ndarray:
+        """Keys of e-mails as Omnisend returns them, hashed as staging hashed ours (trimmed, lower-cased;
+        staged e-mails are ASCII, so Python's lower-casing agrees with the staging's)."""
+        return hash_strings(pa.array([e.strip().lower() for e in emails], pa.string()), key=self.hash_key)
 
     def _reject_failures(self, summary: ExportSummary) -> None:
         if not self.failures:
@@ -644,9 +648,7 @@ class ExportEngine:
         page: list[dict[str, Any]] = []
 
         def flush() -> None:
-            emails = pa.array([(c.get("email") or "").strip().lower() for c in page], pa.string())
-            keys = hash_strings(emails, key=self.hash_key)
-            hit = np.isin(keys, gone).tolist()
+            hit = np.isin(self._email_keys([c.get("email") or "" for c in page]), gone).tolist()
             ids.extend(c["id"] for c, h in zip(page, hit, strict=True) if h and c.get("id"))
             page.clear()
 

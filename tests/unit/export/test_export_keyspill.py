@@ -23,15 +23,14 @@ from airflow_provider_omnisend.export.snapshot import (
     POINTER,
     SNAPSHOT_SCHEMA,
     SnapshotError,
-    diff,
     diff_partitioned,
     fetch_snapshot,
     load_state,
     merge_partitioned,
-    merge_snapshot,
     write_snapshot,
     write_snapshot_batches,
 )
+from tests.unit.export._snapshot_reference import diff, merge_snapshot
 
 KEY = bytes(range(16))
 TOP = 2**64 - 1

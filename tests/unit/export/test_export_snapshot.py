@@ -1,4 +1,5 @@
-"""Snapshot state: atomic versioned writes behind a pointer, diff and merge."""
+"""Snapshot state: atomic versioned writes behind a pointer, diff and merge (the key-range functions
+the engine uses, on small hand-made cases)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_provider_omnisend.export.keyspill import spill_keys
 from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.prepare import STAGING_SCHEMA, prepare_export
 from airflow_provider_omnisend.export.rejects import RejectsWriter
@@ -19,10 +21,12 @@ from airflow_provider_omnisend.export.snapshot import (
     KEEP_VERSIONS,
     POINTER,
     SNAPSHOT_SCHEMA,
+    Diff,
     SnapshotError,
-    diff,
+    diff_partitioned,
+    fetch_snapshot,
     load_state,
-    merge_snapshot,
+    merge_partitioned,
     write_snapshot,
 )
 
@@ -50,6 +54,30 @@ def snapshot(keys: list[int], fps: list[int], ids: list[str | None] | None = Non
         [pa.array(keys, pa.uint64()), pa.array(fps, pa.uint64()), pa.array(ids, pa.string())],
         schema=SNAPSHOT_SCHEMA,
     )
+
+
+def _previous_file(previous: pa.Table | None, work: Path) -> str | None:
+    """``previous`` as the engine reads it: a snapshot file fetched (and sorted if need be) locally."""
+    if previous is None:
+        return None
+    name = f"snapshot-{uuid.uuid4().hex}.parquet"
+    (work / "state").mkdir(parents=True, exist_ok=True)
+    pq.write_table(previous, work / "state" / name)
+    return fetch_snapshot(str(work / "state"), name, str(work / "local"))
+
+
+def diff(staging_path: str, previous: pa.Table | None) -> Diff:
+    work = Path(staging_path).parent / f"diff-{uuid.uuid4().hex}"
+    parts = spill_keys(staging_path, str(work / "keys"))
+    return diff_partitioned(parts, _previous_file(previous, work))
+
+
+def merge_snapshot(previous: pa.Table | None, staging_path: str, accepted: np.ndarray,
+                   contact_ids: pa.Array | None) -> pa.Table:
+    work = Path(staging_path).parent / f"merge-{uuid.uuid4().hex}"
+    parts = spill_keys(staging_path, str(work / "keys"))
+    batches = merge_partitioned(parts, _previous_file(previous, work), accepted, contact_ids)
+    return pa.Table.from_batches(list(batches), schema=SNAPSHOT_SCHEMA)
 
 
 def test_first_run_has_a_fresh_key_and_no_snapshot(tmp_path: Path) -> None:
