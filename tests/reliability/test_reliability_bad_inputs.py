@@ -343,3 +343,13 @@ def test_staging_folder_that_cannot_be_prepared_fails_clearly(emulator, omnisend
     assert f"Cannot prepare the local staging folder {blocked}" in message
     assert "TMPDIR" in message and "clear the task" in message
     assert posts(emulator.state()) == 0
+
+
+def test_rejects_file_that_cannot_be_created_fails_clearly(emulator, omnisend_conn, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the rejects folder should be")
+    target = blocker / "rejects.parquet"
+    message = failed(run(omnisend_conn(), FIXTURES / "valid_small.csv", tmp_path, rejects_path=str(target)))
+    assert f"Cannot create the rejects file {str(target)!r}" in message
+    assert "lake_conn_id" in message
+    assert posts(emulator.state()) == 0
