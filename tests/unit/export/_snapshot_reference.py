@@ -8,7 +8,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from airflow_provider_omnisend.export.snapshot import REMOVED_SCHEMA, SNAPSHOT_SCHEMA, Diff
+from airflow_provider_omnisend.export.snapshot import (  # the shared numpy helpers, not the algorithm
+    REMOVED_SCHEMA,
+    SNAPSHOT_SCHEMA,
+    Diff,
+    _is_sorted,
+    _lookup,
+    _u64,
+)
 
 
 def diff(staging_path: str, snapshot_table: pa.Table | None) -> Diff:
@@ -111,17 +118,3 @@ def _sorted_snapshot(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarra
     order = np.arange(keys.size) if _is_sorted(keys) else np.argsort(keys, kind="stable")
     return keys[order], _u64(table.column("fp"))[order], order
 
-
-def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not sorted_keys.size:
-        return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=np.int64)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    return sorted_keys[at] == keys, at
-
-
-def _is_sorted(values: np.ndarray) -> bool:
-    return bool(values.size < 2 or (values[1:] >= values[:-1]).all())
-
-
-def _u64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return column.to_numpy().astype(np.uint64, copy=False)
