@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv with the provider and its pinned dependencies (constraints.txt), idempotently.
 #   scripts/setup.sh           runtime + demo
-#   scripts/setup.sh --test    also test tools: pytest, ruff, Prism and Azurite (npm), chromium for the UI test
+#   scripts/setup.sh --test    also test tools: pytest, ruff, Prism and Azurite (npm), chromium for the UI test,
+#                              PostgreSQL and Redis for the CeleryExecutor tests (scripts/services.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -26,6 +27,7 @@ if [[ $want_test == 1 ]]; then
   if [[ ! -x node_modules/.bin/prism || ! -x node_modules/.bin/azurite-blob ]]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi
+  bash scripts/services.sh
   if ! command -v chromium >/dev/null; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
