@@ -20,6 +20,13 @@ OMNISEND_SOURCE_FORMAT          auto | cdm | parquet | csv | delta (default auto
 OMNISEND_SEGMENTS               JSON list of segment names (default for the ``segments`` param)
 OMNISEND_MAPPING                JSON {omnisend_field: column} (default: Customer Insights' names)
 OMNISEND_STATE_PATH             snapshots and watermarks (default $AIRFLOW_HOME/omnisend_state)
+OMNISEND_REJECTS_PATH           rejected rows, a template rendered per task, e.g.
+                                ``abfs://c/rejects/{{ run_id }}/{{ ti.map_index }}.parquet``
+                                (default below $AIRFLOW_HOME/omnisend_runs). With Celery or
+                                Kubernetes both paths must be storage every worker sees
+                                (or OMNISEND_ALLOW_LOCAL_STATE=true for a shared mount)
+OMNISEND_ALLOW_LOCAL_STATE      true: the local state/rejects paths are a mount every worker
+                                shares (default false: refused under Celery/Kubernetes)
 OMNISEND_CONN_ID                the Omnisend connection (default omnisend_default)
 OMNISEND_LAKE_CONN_ID           the lake's connection, if it needs credentials
 OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running at once per brand;
@@ -128,6 +135,8 @@ with DAG(
             omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
             lake_conn_id=setting("OMNISEND_LAKE_CONN_ID", "") or None,
             state_path=setting("OMNISEND_STATE_PATH", "") or None,
+            rejects_path=setting("OMNISEND_REJECTS_PATH", "") or None,
+            allow_local_state=as_bool(setting("OMNISEND_ALLOW_LOCAL_STATE", "false")),
             dry_run="{{ params.dry_run }}",
             full_refresh="{{ params.full_refresh }}",
             max_profiles="{{ params.max_profiles }}",

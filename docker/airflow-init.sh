@@ -19,7 +19,7 @@ if ! [[ "${pool_slots}" =~ ^[1-9][0-9]*$ ]]; then
 fi
 passwords_file="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:?set in docker-compose.yaml}"
 
-mkdir -p /opt/airflow/logs /opt/airflow/dags /opt/airflow/omnisend_state /opt/airflow/lake \
+mkdir -p /opt/airflow/logs /opt/airflow/dags /opt/airflow/omnisend_state /opt/airflow/omnisend_runs /opt/airflow/lake \
   "$(dirname "${passwords_file}")"
 
 echo "Airflow $(airflow version)"
@@ -45,7 +45,7 @@ path.chmod(0o600)
 print(f"UI login: user {user!r} (password from _AIRFLOW_WWW_USER_PASSWORD, default 'airflow')")
 PY
 
-chown -R "${uid}:0" /opt/airflow/logs /opt/airflow/omnisend_state "$(dirname "${passwords_file}")"
+chown -R "${uid}:0" /opt/airflow/logs /opt/airflow/omnisend_state /opt/airflow/omnisend_runs "$(dirname "${passwords_file}")"
 # The lake may be your real data: only take over its top folder when it is empty (Docker just created it).
 if [[ -z "$(ls -A /opt/airflow/lake)" ]]; then
   chown "${uid}:0" /opt/airflow/lake

@@ -38,6 +38,7 @@ from airflow_provider_omnisend.hooks.lake import (
     lake_filesystem,
 )
 from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, as_bool
+from airflow_provider_omnisend.hooks.placement import check_shared_paths
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
 from airflow_provider_omnisend.lake.errors import safe_reason
 from airflow_provider_omnisend.lake.watermark import watermark_key, write_watermark
@@ -70,7 +71,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension).
     :param state_path: folder (any fsspec URL) for snapshots and the last-export watermark.
         ``rejects_path`` and ``state_path`` on the lake's store (e.g. abfs:// beside an abfs:// lake)
-        are reached with ``lake_conn_id``'s credentials.
+        are reached with ``lake_conn_id``'s credentials. Under an executor that spans hosts (Celery,
+        Kubernetes) both must be where every worker sees them; a local path is refused there unless
+        ``allow_local_state`` (or ``OMNISEND_ALLOW_LOCAL_STATE=true``) says it is shared storage.
     :param requests_per_minute: use at most this many of the connection's requests per minute.
     :param rate_share: how many exports share the connection's budget at once (the DAG passes the
         ``omnisend_api`` pool's slots): each uses budget ÷ rate_share.
@@ -112,6 +115,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         state_path: str | None = None,
         requests_per_minute: int | None = None,
         rate_share: int = 1,
+        allow_local_state: bool = False,
         confirm_timeout: float = 3600.0,
         poll_interval: float = 2.0,
         **kwargs: Any,
@@ -140,6 +144,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.state_path = state_path
         self.requests_per_minute = requests_per_minute
         self.rate_share = rate_share
+        self.allow_local_state = allow_local_state
         self.confirm_timeout = confirm_timeout
         self.poll_interval = poll_interval
 
@@ -173,6 +178,11 @@ class OmnisendExportSegmentOperator(BaseOperator):
         state_path = self.state_path or default_state_path()
         key = watermark_key(self.omnisend_conn_id, self.segment)
         rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
+        try:
+            check_shared_paths({"state_path": state_path, "rejects_path": rejects_path},
+                               allow_local=as_bool(self.allow_local_state))
+        except OmnisendConfigError as err:
+            raise AirflowFailException(str(err)) from None
         work_dir = self._work_dir(context)  # before the rejects file: it fails clearly, leaving nothing open
         # State and rejects on the lake's store are reached with the lake connection's credentials.
         state_options = companion_storage_options(state_path, lake_source=export.source,

@@ -1,5 +1,11 @@
-"""A throwaway Airflow for tests and benchmarks: api-server, scheduler, dag-processor and triggerer on one
-SQLite DB with the LocalExecutor, the example DAG, a copy of a lake folder, and a REST API v2 client.
+"""A throwaway Airflow for tests and benchmarks: api-server, scheduler, dag-processor and triggerer, the
+example DAG, a copy of a lake folder, and a REST API v2 client. Two executors:
+
+- ``executor="local"`` (default): the LocalExecutor on one SQLite DB, as ``scripts/demo.sh`` runs it;
+- ``executor="celery"``: a distributed Airflow as production runs it -- a fresh PostgreSQL database as
+  the metadata DB, Redis (a database number of its own) as the Celery broker, and ``workers`` separate
+  ``airflow celery worker`` processes, each with its own TMPDIR (its "local disk") and log-server port.
+  PostgreSQL and Redis come from :mod:`airflow_provider_omnisend.testing.services`.
 
 Every process is started in its own session and stopped (its whole tree) by :meth:`AirflowCluster.stop`;
 every wait has a deadline. Nothing here talks to anything but 127.0.0.1.
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ from typing import Any
 import psutil
 import requests
 
+from airflow_provider_omnisend.testing import services
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
 from airflow_provider_omnisend.testing.servers import LOOPBACK, free_port
 
@@ -130,20 +138,29 @@ def prepare_airflow_home(env: Mapping[str, str], logs: Path, *, pool_slots: int 
 # ------------------------------------------------------------------------------------------ the cluster
 
 class AirflowCluster:
-    """api-server, scheduler, dag-processor and triggerer on one SQLite DB, plus a REST client.
+    """api-server, scheduler, dag-processor and triggerer (and Celery workers), plus a REST client.
 
     ``lake_root`` is copied to ``root/lake`` (and again by :meth:`reset`); the DAG reads the export folder
     ``root/lake/<export_subdir>``. ``pool_slots`` sizes the ``omnisend_api`` pool and divides the
-    connection's budget between the exports running at once; ``parallelism`` bounds the LocalExecutor.
-    ``env`` adds or overrides environment variables of every Airflow process.
+    connection's budget between the exports running at once; ``parallelism`` bounds the executor.
+    ``env`` adds or overrides environment variables of every Airflow process. With
+    ``executor="celery"``, ``workers`` Celery workers run ``worker_concurrency`` tasks each.
     """
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+    EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 
     def __init__(self, root: Path, emulator: EmulatorServer, *, conn_uri: str, lake_root: Path,
                  export_subdir: Path | str, segments: Iterable[str], pool_slots: int = 2,
                  parallelism: int = 4, dags_folder: Path = DAGS_FOLDER,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, executor: str = "local", workers: int = 2,
+                 worker_concurrency: int = 2) -> None:
+        if executor not in self.EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(self.EXECUTORS)}, got {executor!r}")
+        self.executor = executor
+        self.workers = [f"worker-{n + 1}" for n in range(workers)] if executor == "celery" else []
+        self.worker_concurrency = worker_concurrency
+        self._services = ExitStack()
         self.root = root
         self.emulator = emulator
         self.lake_root = lake_root
@@ -171,7 +188,7 @@ class AirflowCluster:
             # No automatic runs: only when the export Asset is updated (never, here) or when triggered.
             OMNISEND_EXPORT_SCHEDULE="asset",
             TMPDIR=str(self.tmp),
-            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__EXECUTOR=self.EXECUTORS[executor],
             AIRFLOW__CORE__PARALLELISM=str(parallelism),
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
             AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
@@ -212,28 +229,80 @@ class AirflowCluster:
         self.stop()
 
     def start(self, timeout: float = 240.0) -> AirflowCluster:
+        if self.executor == "celery":
+            self.env.update(self._celery_env())
         prepare_airflow_home(self.env, self.logs, pool_slots=self.pool_slots)
         for name in self.COMPONENTS:
-            with open(self.logs / f"{name}.log", "wb") as out:
-                self.procs[name] = subprocess.Popen(
-                    [AIRFLOW_BIN, name], stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT,
-                    start_new_session=True,
-                )
+            self._spawn(name, [name], self.env)
+        for name in self.workers:
+            self.start_worker(name)
         self.wait_until(self._healthy, timeout=timeout, what="all Airflow components healthy")
         return self
 
+    def _celery_env(self) -> dict[str, str]:
+        """PostgreSQL metadata DB, Redis broker: found running or started, released by :meth:`stop`."""
+        db = services.sqlalchemy_url(self._services.enter_context(services.postgres_database(self.logs)))
+        redis_base = self._services.enter_context(services.redis_service(self.logs))
+        self.broker_url = services.redis_db_url(redis_base, services.random_redis_db())
+        return {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            # A task whose worker died (no heartbeat) is failed and retried after this many seconds,
+            # not Airflow's default 300: the worker-loss test waits for it.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        }
+
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> subprocess.Popen:
+        with open(self.logs / f"{name}.log", "ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [AIRFLOW_BIN, *args], stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=REPO_ROOT,
+                start_new_session=True,
+            )
+        return self.procs[name]
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        """Start (or restart) Celery worker ``name``: its own TMPDIR, pid file and log-server port."""
+        tmp = self.root / name / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "TMPDIR": str(tmp),
+               "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return self._spawn(name, ["celery", "worker", "--celery-hostname", f"{name}@%h",
+                                  "--concurrency", str(self.worker_concurrency),
+                                  "--pid", str(self.root / name / "worker.pid")], env)
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL worker ``name`` and every process below it (its running tasks), as a lost host."""
+        proc = self.procs.pop(name)
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(tree, timeout=20)
+        proc.wait(timeout=20)
+
+    def worker_ready(self, name: str) -> bool:
+        return f"{name}@" in log_tail(self.logs / f"{name}.log", 200_000) and " ready." in log_tail(
+            self.logs / f"{name}.log", 200_000)
+
     def stop(self) -> None:
         self.session.close()
-        for name in reversed(self.COMPONENTS):
+        for name in [*reversed(self.workers), *reversed(self.COMPONENTS)]:
             proc = self.procs.pop(name, None)
             if proc is not None:
                 stop_tree(proc)
+        self._services.close()
 
     def _healthy(self) -> bool:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
                 log = log_tail(self.logs / f"{name}.log")
                 raise RuntimeError(f"{name} exited ({proc.returncode})\n{log}")
+        if not all(self.worker_ready(name) for name in self.workers):
+            return False
         try:
             health = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
         except (requests.RequestException, ValueError):
@@ -254,7 +323,7 @@ class AirflowCluster:
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} (last lines) ---\n{log_tail(self.logs / f'{name}.log', 2500)}"
-                         for name in self.COMPONENTS)
+                         for name in (*self.COMPONENTS, *self.workers))
 
     # ---------------------------------------------------------------- REST API v2
 
@@ -378,15 +447,21 @@ class AirflowCluster:
 
     def task_process(self, ti_id: str) -> psutil.Process | None:
         """The process running a task instance's code (the task runner, titled ``airflow worker -- <id>``),
-        below the scheduler's LocalExecutor workers; None if there is none (yet)."""
-        scheduler = self.procs.get("scheduler")
-        if scheduler is None:
-            return None
-        with contextlib.suppress(psutil.Error):
-            for proc in psutil.Process(scheduler.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if " ".join(proc.cmdline()).strip().endswith(f"-- {ti_id}"):
-                        return proc
+        below the scheduler's LocalExecutor workers or a Celery worker; None if there is none (yet)."""
+        found = self.task_host(ti_id)
+        return found[1] if found else None
+
+    def task_host(self, ti_id: str) -> tuple[str, psutil.Process] | None:
+        """(component, task runner process) of a running task instance: ``scheduler`` or a worker name."""
+        for name in ("scheduler", *self.workers):
+            parent = self.procs.get(name)
+            if parent is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                for proc in psutil.Process(parent.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        if " ".join(proc.cmdline()).strip().endswith(f"-- {ti_id}"):
+                            return name, proc
         return None
 
     def reset(self) -> None:
