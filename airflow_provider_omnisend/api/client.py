@@ -4,15 +4,24 @@ Retries (tenacity) cover what can succeed on a second try: 429 (waiting Omnisend
 ``Retry-After`` header, else exponential backoff with jitter), 5xx, timeouts and dropped connections.
 400, 401, 403, 404, 410 and 422 are never retried: they need a fix, not patience. Every attempt takes a
 slot from the limiter, so retries stay inside the budget too.
+
+Hostile or misconfigured servers: redirects are never followed (a 3xx would carry the key header and the
+contacts to another host, or turn a POST into a GET whose answer looks like success); bodies are streamed
+and capped (``max_response_bytes``); a server's wait hint is capped (``max_retry_wait``); every server
+text is redacted of the key before it reaches a message or a log; plain http is refused for hosts other
+than loopback unless ``allow_insecure_http``; credentials in the base URL are refused (requests would
+turn them into Basic auth in place of the key header).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -24,6 +33,7 @@ from airflow_provider_omnisend.api.errors import (
     OmnisendConfigError,
     OmnisendRateLimitError,
     error_from_response,
+    redact,
 )
 from airflow_provider_omnisend.api.ratelimit import SlidingWindowLimiter
 from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES, ApiVersion
@@ -35,6 +45,11 @@ TAGS_REQUESTS_PER_MINUTE = 60
 #: Selector cap per tags call (NOTES.md section 6).
 TAGS_MAX_EMAILS = 250
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest wait (s) a 429's hint or the backoff may impose before the call fails instead.
+DEFAULT_MAX_RETRY_WAIT = 900.0
+#: Largest response body read (bytes); Omnisend's biggest pages are a few hundred kB.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class _Transient(Exception):
@@ -67,10 +82,15 @@ class OmnisendClient:
         backoff_max: float = 60.0,
         max_in_flight: int = 8,
         session: requests.Session | None = None,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_insecure_http: bool = False,
     ) -> None:
-        if not api_key:
-            raise OmnisendConfigError(
-                "The Omnisend API key is empty: put it in the connection's API key field.")
+        api_key = checked_api_key(api_key)
+        check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._secrets = (api_key,)
+        self.max_retry_wait = max_retry_wait
+        self.max_response_bytes = max_response_bytes
         self.base_url = base_url.rstrip("/")
         self.version = version
         self.timeout = timeout
@@ -91,6 +111,7 @@ class OmnisendClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(version.auth_headers(api_key))
+        self.session.auth = _no_auth  # no Basic auth from URL userinfo or ~/.netrc in place of the key
         self.session.headers.setdefault("Accept", "application/json")
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
@@ -138,42 +159,74 @@ class OmnisendClient:
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(method, url, data=data, headers=headers, params=params,
-                                            timeout=self.timeout)
+                                            timeout=self.timeout, allow_redirects=False, stream=True)
+            content = self._read_body(response, method, path)
         except requests.Timeout as err:
             self._count("timeouts")
             raise _Transient(OmnisendApiError(
                 f"Omnisend {method} {path} timed out after {self.timeout:.0f}s ({type(err).__name__})",
                 method=method, path=path)) from None
-        except requests.ConnectionError as err:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
             self._count("connection_errors")
             raise _Transient(OmnisendApiError(
                 f"Omnisend {method} {path} failed: connection error ({type(err).__name__}). "
                 f"Check the connection's base URL {self.base_url!r} and the network.",
                 method=method, path=path)) from None
         log.debug("omnisend %s %s -> %s", method, path, response.status_code)
-        if response.status_code < 400:
-            self._count(f"http_{response.status_code}")
-            if not response.content:
-                return None
-            try:
-                return orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                return None
         self._count(f"http_{response.status_code}")
+        if 300 <= response.status_code < 400:
+            raise _redirect_error(response, method, path)
         try:
-            problem = orjson.loads(response.content) if response.content else None
+            parsed = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
-            problem = None
-        error = error_from_response(response.status_code, problem, method=method, path=path,
+            parsed = None
+        if response.status_code < 400:
+            return parsed
+        error = error_from_response(response.status_code, parsed, method=method, path=path,
                                     retry_after=_retry_after_header(response))
         if response.status_code in RETRYABLE_STATUSES:
             if isinstance(error, OmnisendRateLimitError):
                 self._count("rate_limited")
+                self._check_wait(error)
                 if error.retry_after:
                     # Someone else sharing the brand used the budget: hold all our senders back.
                     self.limiters["tags" if "/tags" in path else "default"].penalise(error.retry_after)
             raise _Transient(error)
         raise error
+
+    def _read_body(self, response: requests.Response, method: str, path: str) -> bytes:
+        """The body, read in chunks up to ``max_response_bytes`` and redacted of the key."""
+        cap = self.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise OmnisendApiError(
+                        f"Omnisend {method} {path} answered HTTP {response.status_code} with a body over "
+                        f"{cap} bytes; it was not read further. Check the connection's base URL points at "
+                        "Omnisend, or raise the extra max_response_bytes.", status=response.status_code,
+                        method=method, path=path)
+                chunks.append(chunk)
+        finally:
+            response.close()
+        body = b"".join(chunks)
+        if not body:
+            return body
+        text = body.decode("utf-8", errors="replace")
+        clean = redact(text, self._secrets)
+        return body if clean == text else clean.encode()
+
+    def _check_wait(self, error: OmnisendRateLimitError) -> None:
+        """Fail instead of sleeping longer than ``max_retry_wait`` (and holding the limiter that long)."""
+        if error.retry_after is not None and error.retry_after > self.max_retry_wait:
+            raise OmnisendRateLimitError(
+                f"{error} | Omnisend asked to wait {error.retry_after:.0f}s before retrying, more than the "
+                f"connection's max_retry_wait of {self.max_retry_wait:.0f}s: the call failed instead. Retry "
+                "the task later, or raise the extra max_retry_wait.", retry_after=error.retry_after,
+                status=error.status, title=error.title, detail=error.detail, instance=error.instance,
+                problem_type=error.problem_type, method=error.method, path=error.path)
 
     def _stop(self, state: tenacity.RetryCallState) -> bool:
         """``max_attempts`` tries; a 429 gets five times as many, since Omnisend says when to come back
@@ -187,7 +240,8 @@ class OmnisendClient:
         if (isinstance(exc, _Transient) and isinstance(exc.error, OmnisendRateLimitError)
                 and exc.error.retry_after is not None):
             return exc.error.retry_after
-        backoff = tenacity.wait_random_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+        backoff = tenacity.wait_random_exponential(multiplier=self.backoff_initial,
+                                                   max=min(self.backoff_max, self.max_retry_wait))
         return backoff(state)
 
     @staticmethod
@@ -299,6 +353,58 @@ class OmnisendClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def checked_api_key(api_key: str | None) -> str:
+    """The key without the whitespace a paste or a secrets file leaves around it; a key with a control
+    character inside is refused (requests would echo it in an InvalidHeader error, past the masker)."""
+    key = (api_key or "").strip()
+    if not key:
+        raise OmnisendConfigError("The Omnisend API key is empty: put it in the connection's API key field.")
+    bad = [i for i, ch in enumerate(key) if ord(ch) < 32 or ord(ch) == 127]
+    if bad:
+        raise OmnisendConfigError(
+            f"The Omnisend API key contains a control character (at position {bad[0] + 1} of {len(key)}): "
+            "paste it again in the connection's API key field, without line breaks or tabs.")
+    return key
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> None:
+    """Refuse credentials in the URL, and plain http to anything but loopback unless explicitly allowed."""
+    parts = urlsplit(base_url)
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://***@{parts.hostname or ''}{parts.path}"
+        raise OmnisendConfigError(
+            f"The Omnisend base URL {shown!r} contains credentials (user:password@). Remove them from the "
+            "connection's host: the API key goes in the API key field.")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname or ""):
+        raise OmnisendConfigError(
+            f"The Omnisend base URL {base_url!r} uses plain http to {parts.hostname!r}, which would send "
+            "the API key unencrypted. Use https://, or set the connection extra allow_insecure_http to "
+            "true for a trusted local network (e.g. the emulator in docker compose).")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+def _redirect_error(response: requests.Response, method: str, path: str) -> OmnisendApiError:
+    target = urlsplit(response.headers.get("Location") or "")
+    host = target.hostname or "(same host)" if target.path or target.hostname else "(no Location)"
+    return OmnisendApiError(
+        f"Omnisend {method} {path} answered HTTP {response.status_code}, a redirect to host {host!r}; "
+        "redirects are never followed (they would carry the API key and the contacts elsewhere). Check "
+        "the connection's base URL (https://api.omnisend.com/api) and any proxy in between.",
+        status=response.status_code, method=method, path=path)
 
 
 def _retry_after_header(response: requests.Response) -> float | None:

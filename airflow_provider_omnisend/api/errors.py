@@ -2,11 +2,16 @@
 
 Every message carries the HTTP status, Omnisend's title and detail and the ``instance`` trace id (the
 thing to quote to Omnisend support), never a request header, so the API key cannot leak through one.
+Server text is untrusted: :func:`redact` removes the key and header values a server may echo back.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 
 class OmnisendError(Exception):
@@ -122,3 +127,31 @@ def error_from_response(status: int, body: Any, *, method: str, path: str, retry
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
+
+
+# ------------------------------------------------------------------------------------------ redaction
+#: A header's value as a server may echo it: ``Authorization: Omnisend-API-Key k``, ``"X-API-KEY": "k"``,
+#: ``'x-api-key': 'k'`` (a repr) or ``x-api-key=k``; the value runs to the end of the quoted string/line.
+_HEADER_VALUE = re.compile(
+    r"""(?i)(authorization|x-api-key)(\\*["']?\s*[:=]\s*\\*["']?)((?:\\.|[^"'\\\r\n,}\]])+)""")
+REDACTED = "***"
+
+
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` as it may appear in a server's text: raw, JSON-escaped, repr-escaped, URL-encoded."""
+    if not secret:
+        return ()
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], secret.replace("'", "\\'"),
+             quote(secret, safe="")}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without the secrets (in every escaped form) and without any Authorization/X-API-KEY
+    header value. Airflow's log masker only sees the raw form, and only in logs: a server echoing the
+    request's headers into an error body must not carry the key into an exception, a log or a file."""
+    for secret in secrets:
+        for form in secret_forms(secret):
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return _HEADER_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)

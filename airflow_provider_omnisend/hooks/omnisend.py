@@ -5,12 +5,14 @@ provider declares: ``api_version``, ``privacy_acknowledged``, ``allowed_dag_ids`
 ``requests_per_minute``. Advanced extras: ``timeout`` (s), ``max_in_flight``, ``window_seconds`` (the
 rate window, 60; shrunk only for tests against a time-scaled emulator), ``backoff_initial``,
 ``backoff_max``, ``max_attempts``, ``state_secret`` (see :meth:`OmnisendHook.state_secret`), and
-HttpHook's ``proxies``/``verify``/``cert``/``trust_env``.
+HttpHook's ``proxies``/``verify``/``cert``/``trust_env``. Security extras: ``max_retry_wait`` (s, 900),
+``max_response_bytes`` (16 MiB) and ``allow_insecure_http`` (plain http to a non-loopback host).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,12 +21,21 @@ from typing import Any
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
-from airflow_provider_omnisend.api.client import OmnisendClient
+from airflow_provider_omnisend.api.client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRY_WAIT,
+    OmnisendClient,
+    checked_api_key,
+)
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendConfigError
 from airflow_provider_omnisend.api.versions import ApiVersion, get_version
 
 DEFAULT_REQUESTS_PER_MINUTE = 300
 BRAND_REQUESTS_PER_MINUTE = 400
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class OmnisendConnSettings:
     max_attempts: int
     backoff_initial: float
     backoff_max: float
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    allow_insecure_http: bool = False
 
     @classmethod
     def from_connection(cls, conn: Any) -> OmnisendConnSettings:
@@ -57,15 +71,12 @@ class OmnisendConnSettings:
             raise OmnisendConfigError(
                 f"{where}: requests_per_minute is {rpm}; it must be between 1 and the brand's "
                 f"{BRAND_REQUESTS_PER_MINUTE} (default {DEFAULT_REQUESTS_PER_MINUTE}).")
-        allowed = extra.get("allowed_dag_ids") or ""
-        if isinstance(allowed, str):
-            allowed = [p for p in (s.strip() for s in allowed.replace("\n", ",").split(",")) if p]
         return cls(
             conn_id=conn.conn_id,
             base_url=version.base_url(conn.host),
             version=version,
-            privacy_acknowledged=as_bool(extra.get("privacy_acknowledged")),
-            allowed_dag_ids=tuple(allowed),
+            privacy_acknowledged=_flag(extra, "privacy_acknowledged", where),
+            allowed_dag_ids=_dag_patterns(extra.get("allowed_dag_ids"), where),
             requests_per_minute=rpm,
             window_seconds=_number(extra, "window_seconds", 60.0, float, where),
             timeout=_number(extra, "timeout", 30.0, float, where),
@@ -73,6 +84,9 @@ class OmnisendConnSettings:
             max_attempts=_number(extra, "max_attempts", 8, int, where),
             backoff_initial=_number(extra, "backoff_initial", 1.0, float, where),
             backoff_max=_number(extra, "backoff_max", 60.0, float, where),
+            max_retry_wait=_number(extra, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, float, where),
+            max_response_bytes=_number(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, int, where),
+            allow_insecure_http=_flag(extra, "allow_insecure_http", where),
         )
 
 
@@ -122,9 +136,14 @@ class OmnisendHook(HttpHook):
         return OmnisendConnSettings.from_connection(self.connection)
 
     def _api_key(self) -> str:
-        key = self.connection.password or ""
-        if key:
-            _mask(key)
+        raw = self.connection.password or ""
+        if raw:
+            _mask(raw)
+        try:
+            key = checked_api_key(raw)
+        except OmnisendConfigError as err:
+            raise OmnisendConfigError(f"Omnisend connection {self.omnisend_conn_id!r}: {err}") from None
+        _mask(key)
         return key
 
     def state_secret(self) -> bytes:
@@ -149,7 +168,14 @@ class OmnisendHook(HttpHook):
         extra = self.connection.extra_dejson or {}
         if "proxies" in extra:
             session.proxies = extra["proxies"]
-        session.verify = extra.get("verify", extra.get("verify_ssl", True))
+        verify = extra.get("verify", extra.get("verify_ssl", True))
+        if isinstance(verify, str) and verify.strip().lower() in _TRUE | _FALSE:
+            verify = verify.strip().lower() in _TRUE
+        if verify is False:
+            log.warning("Omnisend connection %r has TLS certificate verification off (extra verify): the "
+                        "API key can be read by anyone in the middle. Remove the extra, or set it to a CA "
+                        "bundle path.", self.omnisend_conn_id)
+        session.verify = verify
         session.cert = extra.get("cert")
         session.trust_env = as_bool(extra.get("trust_env", True))
         session.headers.update(self.settings.version.auth_headers(self._api_key()))
@@ -168,7 +194,8 @@ class OmnisendHook(HttpHook):
             base_url=s.base_url, api_key=self._api_key(), version=s.version, requests_per_minute=rpm,
             window_seconds=s.window_seconds, timeout=s.timeout, max_attempts=s.max_attempts,
             backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, max_in_flight=s.max_in_flight,
-            session=self.get_conn(),
+            session=self.get_conn(), max_retry_wait=s.max_retry_wait, max_response_bytes=s.max_response_bytes,
+            allow_insecure_http=s.allow_insecure_http,
         )
 
     def get_client(self) -> OmnisendClient:
@@ -222,6 +249,7 @@ class OmnisendHook(HttpHook):
         return self.client.remove_tags(tags, emails, contact_ids=contact_ids)
 
     def list_contacts(self, *, page_size: int = 250, **filters: Any) -> Iterator[dict[str, Any]]:
+        self.check_can_send()  # reads personal data back: the same gates as sending it
         return self.client.list_contacts(page_size=page_size, **filters)
 
     def test_connection(self) -> tuple[bool, str]:
@@ -267,8 +295,44 @@ def _mask(secret: str) -> None:
 def as_bool(value: Any) -> bool:
     """A flag from a form, a template or JSON: "true"/"yes"/"on"/"1" (any case) or a real bool."""
     if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+        return value.strip().lower() in _TRUE
     return bool(value)
+
+
+def _flag(extra: Mapping[str, Any], key: str, where: str) -> bool:
+    """A connection flag that gates something: only a real bool, None or a usual true/false string (a
+    list, a dict or 2 is a mistake, not a yes)."""
+    value = extra.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise OmnisendConfigError(
+        f"{where}: extra {key!r} must be true or false, got a {type(value).__name__} ({value!r:.40}). "
+        "Edit the connection and set it to true or false.")
+
+
+def _dag_patterns(value: Any, where: str) -> tuple[str, ...]:
+    """``allowed_dag_ids`` as patterns: a comma/newline separated string or a list of strings. Given but
+    empty after parsing (" , ") is an error: it must not switch the check off."""
+    if value is None or value in ("", []):
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.replace("\n", ",").split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [None]
+    if not all(isinstance(item, str) for item in items):
+        raise OmnisendConfigError(
+            f"{where}: extra 'allowed_dag_ids' must be DAG id patterns (a comma separated string or a list "
+            f"of strings), got {value!r:.60}.")
+    patterns = tuple(p for p in (item.strip() for item in items) if p)
+    if not patterns:
+        raise OmnisendConfigError(
+            f"{where}: extra 'allowed_dag_ids' is {value!r:.60}, which holds no DAG id pattern. Give the "
+            "allowed DAG ids (e.g. omnisend_*) or remove the extra to allow every DAG.")
+    return patterns
 
 
 def _number(extra: Mapping[str, Any], key: str, default: Any, kind: type, where: str) -> Any:

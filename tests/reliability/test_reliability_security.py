@@ -1,0 +1,167 @@
+"""Security: hostile servers (real processes on 127.0.0.1) and hostile inputs get a clear error, and the
+API key leaks through none of them (issue 14).
+
+The key holds a quote and a backslash, so that its escaped forms (JSON, repr) differ from the raw one:
+Airflow's masker would miss those. Every test scans everything it can capture for every form of the key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_omnisend.api.client import OmnisendClient
+from airflow_provider_omnisend.api.errors import (
+    OmnisendApiError,
+    OmnisendConfigError,
+    OmnisendRateLimitError,
+    secret_forms,
+)
+from airflow_provider_omnisend.api.versions import get_version
+from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
+from airflow_provider_omnisend.testing.servers import ServerProcess, free_port
+from tests.support import omnisend_conn_uri
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+SECRET = "omni'SECRET\\k3y-7f3a9c"
+ROOT = Path(__file__).resolve().parents[2]
+_TRIED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[ServerProcess]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.reliability.hostile_server", str(port)]
+    with ServerProcess(argv, port=port, name="hostile-server", cwd=ROOT, startup_timeout=20) as server:
+        yield server
+
+
+def _leaks(*texts: str) -> list[str]:
+    return [form for form in secret_forms(SECRET) for text in texts if form in text]
+
+
+def _client(url: str, version: str = "2026-03-15", **kwargs) -> OmnisendClient:
+    return OmnisendClient(base_url=url, api_key=SECRET, version=get_version(version), max_attempts=2,
+                          backoff_initial=0.01, backoff_max=0.05, timeout=10, **kwargs)
+
+
+def _hook(monkeypatch, url: str, *, api_key: str = SECRET, **extra) -> OmnisendHook:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNISEND_HOSTILE", omnisend_conn_uri(url, api_key=api_key, **extra))
+    return OmnisendHook("omnisend_hostile", dag_id="omnisend_security")
+
+
+def _sink_hits(server: ServerProcess) -> int:
+    with urllib.request.urlopen(f"{server.base_url}/_hits", timeout=5) as answer:
+        return json.load(answer)["sink"]
+
+
+@pytest.mark.parametrize("version", ["2026-03-15", "v5", "v3"])
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_never_followed(hostile, caplog, version, status):
+    caplog.set_level(logging.DEBUG)
+    before = _sink_hits(hostile)
+    client = _client(f"{hostile.base_url}/redirect/{status}", version)
+    with pytest.raises(OmnisendApiError) as err:
+        client.create_batch([{"email": "ann@example.com"}])
+    message = str(err.value)
+    assert f"HTTP {status}" in message and "'localhost'" in message and "never followed" in message
+    assert _sink_hits(hostile) == before  # neither the key header nor the contacts reached the other host
+    assert not _leaks(message, caplog.text)
+    _TRIED[f"redirect {status} {version}"] = "error naming status and host"
+
+
+@pytest.mark.parametrize("status", [400, 401, 500, 200])
+def test_echoed_headers_are_redacted(hostile, caplog, status):
+    caplog.set_level(logging.DEBUG)
+    for version in ("2026-03-15", "v3"):
+        client = _client(f"{hostile.base_url}/echo/{status}", version)
+        if status == 200:
+            answer = client.create_batch([{"email": "ann@example.com"}])
+            texts = [repr(answer), json.dumps(answer)]
+            assert "***" in answer["echo"]
+        else:
+            with pytest.raises(OmnisendApiError) as err:
+                client.create_batch([{"email": "ann@example.com"}])
+            texts = [str(err.value), repr(err.value.__dict__), repr(getattr(err.value, "errors", None))]
+        assert not _leaks(*texts, caplog.text), texts
+    _TRIED[f"echo {status}"] = "key and header values redacted"
+
+
+def test_key_with_whitespace_is_stripped_and_control_characters_refused(hostile, monkeypatch):
+    hook = _hook(monkeypatch, f"{hostile.base_url}/echo/200", api_key=f"  {SECRET}\n")
+    assert hook.client.session.headers["Authorization"] == f"Omnisend-API-Key {SECRET}"
+    bad = _hook(monkeypatch, f"{hostile.base_url}/echo/200", api_key=f"{SECRET[:5]}\r\n{SECRET[5:]}")
+    ok, message = bad.test_connection()
+    assert not ok and "control character" in message
+    with pytest.raises(OmnisendConfigError) as err:
+        bad.get_conn()
+    assert not _leaks(message, str(err.value)) and SECRET[5:] not in message + str(err.value)
+    _TRIED["key with newline / CR inside"] = "stripped / refused without the key"
+
+
+def test_huge_retry_after_fails_instead_of_sleeping(hostile):
+    client = _client(f"{hostile.base_url}/wait/1000000000")
+    started = time.monotonic()
+    with pytest.raises(OmnisendRateLimitError) as err:
+        client.create_batch([{"email": "ann@example.com"}])
+    assert time.monotonic() - started < 10
+    assert "max_retry_wait" in str(err.value) and "1000000000" in str(err.value)
+    _TRIED["retryAfter 1e9"] = "fails at once naming max_retry_wait"
+
+
+def test_plain_http_to_a_remote_host_and_userinfo_are_refused(monkeypatch, caplog):
+    with pytest.raises(OmnisendConfigError, match="allow_insecure_http"):
+        _client("http://api.example.com/api")
+    _client("http://api.example.com/api", allow_insecure_http=True)  # explicitly allowed
+    _client("http://localhost:1/api")
+    _client("http://[::1]:1/api")
+    hook = _hook(monkeypatch, "http://api.example.com/api")
+    ok, message = hook.test_connection()
+    assert not ok and "allow_insecure_http" in message
+    with pytest.raises(OmnisendConfigError) as err:
+        _client("https://user:pa55word@api.example.com/api")
+    assert "pa55word" not in str(err.value) and "credentials" in str(err.value)
+    hook = _hook(monkeypatch, "https://user:pa55word@api.example.com/api")
+    ok, message = hook.test_connection()
+    assert not ok and "pa55word" not in message
+    caplog.set_level(logging.WARNING)
+    _hook(monkeypatch, "http://127.0.0.1:1/api", verify="false").get_conn()
+    assert "verification off" in caplog.text
+    _TRIED["http to remote host / user:pass@ URL"] = "refused, password not shown"
+
+
+def test_huge_response_body_is_capped(hostile):
+    client = _client(f"{hostile.base_url}/huge/40")
+    with pytest.raises(OmnisendApiError, match="max_response_bytes") as err:
+        client.get_batch("b1")
+    assert str(16 * 1024 * 1024) in str(err.value)
+    small = _client(f"{hostile.base_url}/huge/2", max_response_bytes=1024 * 1024)
+    with pytest.raises(OmnisendApiError, match="over 1048576 bytes"):
+        small.get_batch("b1")
+    _TRIED["200 MB-class body"] = "fails past the cap"
+
+
+@pytest.mark.parametrize("extra", [
+    {"privacy_acknowledged": ["false"]}, {"privacy_acknowledged": {"v": False}}, {"privacy_acknowledged": 2},
+    {"allowed_dag_ids": " , "}, {"allowed_dag_ids": 5}, {"allowed_dag_ids": ["a", 5]},
+])
+def test_odd_gate_values_are_refused(monkeypatch, extra):
+    hook = _hook(monkeypatch, "http://127.0.0.1:1/api", **extra)
+    with pytest.raises(OmnisendConfigError, match=next(iter(extra))):
+        hook.check_can_send()
+    _TRIED[f"gate {extra}"] = "refused"
+
+
+def test_list_contacts_needs_privacy_acknowledged(monkeypatch):
+    hook = _hook(monkeypatch, "http://127.0.0.1:1/api", privacy_acknowledged="false")
+    with pytest.raises(OmnisendConfigError, match="privacy"):
+        next(iter(hook.list_contacts()))
+    assert _hook(monkeypatch, "http://127.0.0.1:1/api", privacy_acknowledged="TRUE").settings.privacy_acknowledged
