@@ -42,7 +42,7 @@ from airflow_provider_omnisend.lake.errors import (
 )
 from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport
 from airflow_provider_omnisend.lake.files import fingerprint
-from airflow_provider_omnisend.lake.fs import Location, find_files, list_dir, read_text
+from airflow_provider_omnisend.lake.fs import Location, contained, find_files, list_dir, read_text
 
 MODEL_JSON = "model.json"
 MANIFEST_SUFFIX = ".manifest.cdm.json"
@@ -251,12 +251,12 @@ def _attribute_names(attributes: Sequence[Any]) -> list[str]:
 
 
 def _entity_columns(
-    manifest: Location, entity_path: str, cache: dict[str, dict[str, Any]]
+    manifest: Location, entity_path: str, cache: dict[str, dict[str, Any]], mapper: _LocationMapper
 ) -> tuple[str, ...]:
     file_part, _, definition = entity_path.rpartition("/")
     if not file_part:
         file_part, definition = entity_path, ""
-    doc_loc = manifest.parent().child(file_part)
+    doc_loc = mapper.inside(manifest.parent().child(file_part), entity_path, "entityPath")
     if doc_loc.path not in cache:
         cache[doc_loc.path] = _json(doc_loc)
     for item in cache[doc_loc.path].get("definitions") or []:
@@ -292,7 +292,7 @@ def _manifest_entities(manifest: Location, doc: Mapping[str, Any], mapper: _Loca
         if not name:
             continue
         entity_path = raw.get("entityPath") or f"{name}.cdm.json/{name}"
-        columns = _entity_columns(manifest, entity_path, definitions)
+        columns = _entity_columns(manifest, entity_path, definitions, mapper)
         entity_time = raw.get("lastFileModifiedTime")
         partitions = tuple(
             _manifest_partition(
@@ -400,7 +400,7 @@ class _LocationMapper:
         path = unquote(parsed.path if parsed.scheme else location)
         segments = [s for s in path.split("/") if s and s != "."]
         if not is_absolute:
-            return _below(base or self.folder, segments)
+            return self.inside(_below(base or self.folder, segments), location, what)
         relative = self._by_folder_tail(segments) or self._by_ci_layout(segments) or self._by_probe(segments)
         if relative is None:
             raise LakeError(
@@ -408,7 +408,18 @@ class _LocationMapper:
                 "name nor the CustomerInsights layout <Table>/<YYYY>/<MM>/<DD>/<HHMM>/<file> appears in it, "
                 "and no suffix of it exists in the folder. Point `source` at the folder holding the manifest."
             )
-        return self.folder.child("/".join(relative))
+        return self.inside(self.folder.child("/".join(relative)), location, what)
+
+    def inside(self, loc: Location, location: str, what: str) -> Location:
+        """``loc`` normalised, if it stays inside the export folder; else a LakeError naming the entry
+        (never reading it: its content could be anybody's file)."""
+        kept = contained(self.folder, loc)
+        if kept is None:
+            raise LakeError(
+                f"The {what} {location!r} points outside the export folder {self.folder.url!r} (after "
+                "decoding and resolving '..'); it was not read. Manifests may only reference files below "
+                "the folder holding them: fix the manifest, or point `source` at the export's root.")
+        return kept
 
     def _by_folder_tail(self, segments: list[str]) -> list[str] | None:
         own = self.folder_segments

@@ -12,6 +12,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -74,6 +75,26 @@ class Location:
         if fs_path.startswith(base + "/"):
             return f"{self.url.rstrip('/')}/{fs_path[len(base) + 1:]}"
         return self.fs.unstrip_protocol(fs_path)
+
+
+def contained(root: Location, loc: Location) -> Location | None:
+    """``loc`` with its path and URL normalised, if both stay inside ``root`` (same scheme and host for
+    URLs); else None. Manifests are input: a partition location of ``../../secret.csv``, ``%2e%2e/`` or
+    an https URL with ``/../`` must not read files outside the export the user pointed at."""
+    path = posixpath.normpath(loc.path)
+    base = posixpath.normpath(root.path)
+    if not _inside(path, base):
+        return None
+    url, root_url = urlsplit(loc.url), urlsplit(root.url)
+    url_path = posixpath.normpath(unquote(url.path)) if url.path else url.path
+    if (url.scheme, url.netloc) != (root_url.scheme, root_url.netloc) or not _inside(
+            url_path, posixpath.normpath(unquote(root_url.path) or "/")):
+        return None
+    return Location(fs=loc.fs, path=path, url=urlunsplit(url._replace(path=url_path)))
+
+
+def _inside(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def _protocol_of(url: str) -> str:

@@ -41,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         parts = [p for p in self.path.split("?")[0].split("/") if p]
-        kind, arg = (parts + ["", ""])[:2]
+        kind, arg = [*parts, "", ""][:2]
         if kind == "_hits":
             return self._answer(200, json.dumps(_HITS).encode())
         if kind == "sink":
@@ -54,8 +54,8 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "echo":
             return self._echo(int(arg))
         if kind == "wait":
-            return self._answer(429, json.dumps({"title": "Too Many Requests", "retryAfter": int(arg)}).encode(),
-                                {"Retry-After": arg})
+            body = json.dumps({"title": "Too Many Requests", "retryAfter": int(arg)}).encode()
+            return self._answer(429, body, {"Retry-After": arg})
         if kind == "huge":
             return self._huge(int(arg))
         return self._answer(404, b"{}")
@@ -63,7 +63,8 @@ class Handler(BaseHTTPRequestHandler):
     def _echo(self, status: int) -> None:
         headers = dict(self.headers.items())
         text = f"headers {headers!r} raw " + " ".join(f"{k}: {v}" for k, v in headers.items())
-        body = {"title": "echo", "detail": text, "errors": [{"field": "headers", "message": json.dumps(headers)}]}
+        body = {"title": "echo", "detail": text,
+                "errors": [{"field": "headers", "message": json.dumps(headers)}]}
         if status < 300:
             body = {"echo": text}
         self._answer(status, json.dumps(body).encode())

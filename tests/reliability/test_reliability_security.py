@@ -164,4 +164,47 @@ def test_list_contacts_needs_privacy_acknowledged(monkeypatch):
     hook = _hook(monkeypatch, "http://127.0.0.1:1/api", privacy_acknowledged="false")
     with pytest.raises(OmnisendConfigError, match="privacy"):
         next(iter(hook.list_contacts()))
-    assert _hook(monkeypatch, "http://127.0.0.1:1/api", privacy_acknowledged="TRUE").settings.privacy_acknowledged
+    hook = _hook(monkeypatch, "http://127.0.0.1:1/api", privacy_acknowledged="TRUE")
+    assert hook.settings.privacy_acknowledged
+
+
+# ---------------------------------------------------------------------------------- hostile lake folders
+PII = "victim@example.org,Secret,Person"
+
+
+def _hostile_export(tmp_path: Path, layout: str, location: str) -> Path:
+    from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export
+
+    export = write_cdm_export(tmp_path / "container", entity="Segment", columns=["Email", "First", "Last"],
+                              rows=[["ann@example.com", "Ann", "A"]], partitions=1, layout=layout)
+    secret = tmp_path / "container" / "secret"
+    secret.mkdir()
+    (secret / "pii.csv").write_text(PII + "\n")
+    manifest = export / ("model.json" if layout == "model.json" else "default.manifest.cdm.json")
+    doc = json.loads(manifest.read_text())
+    for entity in doc.get("entities", []):
+        for part in entity.get("partitions", []) or entity.get("dataPartitions", []):
+            part["location"] = location.format(base=part["location"].rsplit("/Segment/", 1)[0])
+    manifest.write_text(json.dumps(doc))
+    return export
+
+
+@pytest.mark.parametrize(("layout", "location"), [
+    ("model.json", "{base}/../../secret/pii.csv"),
+    ("model.json", "{base}/%2e%2e/%2e%2e/secret/pii.csv"),
+    ("manifest", "../../secret/pii.csv"),
+    ("manifest", "%2e%2e/%2e%2e/secret/pii.csv"),
+    ("manifest", "Segment/../../../secret/pii.csv"),
+    ("manifest", "https://elsewhere.example.com/customerinsights/secret/pii.csv"),
+])
+def test_manifest_locations_cannot_escape_the_export(tmp_path, layout, location):
+    from airflow_provider_omnisend.lake import LakeError, resolve_export
+
+    export = _hostile_export(tmp_path, layout, location)
+    with pytest.raises(LakeError) as err:
+        resolve_export(str(export), segment="Segment")
+    message = str(err.value)
+    assert "victim" not in message
+    if "elsewhere" not in location:
+        assert "outside the export folder" in message and "pii.csv" in message, message
+    _TRIED[f"{layout} location {location}"] = "LakeError naming the entry, file not read"
