@@ -155,6 +155,11 @@ class ExportSummary:
     api_rejected: int = 0
     untagged: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: invalid optional fields left out of contacts that were sent (``on_invalid_field="drop_field"``);
+    #: listed in the rejects file (kind ``field_dropped``), not counted in ``rejected``
+    field_warnings: int = 0
+    #: ``{field: {reason: count}}`` of those warnings
+    field_warning_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     rejects_path: str | None = None
     sample_path: str | None = None
     batch_ids: list[str] = field(default_factory=list)
@@ -416,6 +421,8 @@ class ExportEngine:
         summary.rows_read, summary.valid = prep.rows_read, prep.valid
         summary.rejected, summary.duplicates = prep.rejected, prep.duplicates
         summary.reasons = dict(prep.reasons)
+        summary.field_warnings = prep.field_warnings
+        summary.field_warning_reasons = {k: dict(v) for k, v in prep.field_warning_reasons.items()}
         summary.rejects_path = self.rejects.path
 
     def _plan_digest(self, send: np.ndarray) -> str:

@@ -7,8 +7,9 @@ to Omnisend, and the error names the valid choices.
 Field limits: Omnisend's OpenAPI (2026-03-15) declares no lengths for contact text fields. We cap names,
 address, city, state and country at 255 characters (the usual database column size behind such forms),
 postal codes at 32, custom property values at 2048 and tags at 255: a longer value is almost surely a
-data error (a pasted document, a concatenation bug), and rejecting the row with a reason is better than
-having Omnisend fail or truncate it somewhere we cannot see.
+data error (a pasted document, a concatenation bug), and leaving the value out with a reason (or, with
+``on_invalid_field="reject_row"``, rejecting the row) is better than having Omnisend fail or truncate it
+somewhere we cannot see.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FieldKind = Literal["email", "phone", "text", "country_code", "gender", "birthda
 PAYLOAD_FORMAT_VERSION = 1
 
 CHANNEL_STATUSES: tuple[str, ...] = ("subscribed", "nonSubscribed", "unsubscribed")
+#: ``on_invalid_field`` choices (see normalize.py): the first is the default.
+ON_INVALID_FIELD: tuple[str, ...] = ("drop_field", "reject_row")
 MAX_TAGS = 100  # ContactRequest.tags maxItems
 MAX_TAG_LENGTH = 255
 MAX_CUSTOM_PROPERTY_NAME_LENGTH = 128
@@ -99,6 +102,10 @@ class MappingSpec:
     send_welcome_message: bool
     #: The segment's own tag with ``{segment}`` filled in (also in ``tags``); None when turned off.
     segment_tag: str | None = None
+    #: What an invalid optional field does: ``drop_field`` (send the contact without it, with a field
+    #: warning) or ``reject_row``. Not part of ``config_digest``: it changes which rows are sent, not the
+    #: bytes sent for a row.
+    on_invalid_field: str = "drop_field"
 
     @classmethod
     def build(
@@ -112,6 +119,7 @@ class MappingSpec:
         email_status: str | Mapping[str, str] | None = None,
         sms_status: str | Mapping[str, str] | None = None,
         send_welcome_message: bool = False,
+        on_invalid_field: str = "drop_field",
         available_columns: Sequence[str] | None = None,
     ) -> MappingSpec:
         """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
@@ -158,6 +166,10 @@ class MappingSpec:
                 "sms_status is set but 'phone' is not mapped; an SMS status belongs to a phone identifier, "
                 "so map 'phone' too or drop sms_status"
             )
+        if on_invalid_field not in ON_INVALID_FIELD:
+            problems.append(
+                f"on_invalid_field must be one of {_quoted(ON_INVALID_FIELD)}, got {on_invalid_field!r}"
+            )
         if not isinstance(send_welcome_message, bool):
             problems.append(f"send_welcome_message must be true or false, got {send_welcome_message!r}")
 
@@ -169,6 +181,7 @@ class MappingSpec:
             sms_status=sms_channel,
             send_welcome_message=bool(send_welcome_message),
             segment_tag=own_tag,
+            on_invalid_field=on_invalid_field,
         )
         if available_columns is not None and not problems:
             available = set(available_columns)

@@ -5,10 +5,20 @@ become a space, so "Main St\\r\\nApt 4" stays readable), surrounding whitespace 
 spaces, NBSP, zero-width space and BOM included), and an empty result becomes null. Nulls are simply
 left out of the payload: Omnisend never receives ``""`` that would blank a field it already holds.
 
-Then each mapped field is checked. A row with several problems is rejected for the FIRST one, in this
-order: email, phone, the other fields in catalogue order (firstName, lastName, address, city, state,
-postalCode, country, countryCode, gender, birthdate, createdAt), custom properties by name, then the
-email and sms channel statuses. Reason codes:
+Then each mapped field is checked, in this order: email, phone, the other fields in catalogue order
+(firstName, lastName, address, city, state, postalCode, country, countryCode, gender, birthdate,
+createdAt), custom properties by name, then the email and sms channel statuses.
+
+Only the e-mail decides whether a contact can be sent. A problem with any other field depends on the
+mapping's ``on_invalid_field``:
+
+- ``"drop_field"`` (the default): the contact is sent without that field (a bad phone also drops the
+  phone identifier and its SMS status) and the problem is recorded as a field warning (kind
+  ``field_dropped`` in the rejects file, one record per row and field). Why: one bad optional value
+  must not cost a contact whose e-mail is fine, nor fail an export through ``max_reject_ratio``.
+- ``"reject_row"``: the row is rejected for its FIRST problem, in the order above.
+
+Reason codes:
 
 =====================  ===============================================================================
 ``missing_email``      the e-mail column is empty for this row
@@ -35,7 +45,7 @@ Details name the field, the source column and the limit; they never contain the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +62,7 @@ from airflow_provider_omnisend.export.mapping import (
     MappingSpec,
     custom_property_slot,
 )
-from airflow_provider_omnisend.export.rejects import make_rejects_table, source_values
+from airflow_provider_omnisend.export.rejects import FIELD_DROPPED, make_rejects_table, source_values
 from airflow_provider_omnisend.export.text import (
     as_utf8,
     ascii_lower,
@@ -61,6 +71,7 @@ from airflow_provider_omnisend.export.text import (
     has_control_chars,
     remove_ascii,
     trim,
+    with_validity,
 )
 
 _LINE_BREAKS = r"[\t\n\r\v\f\x{85}]+"
@@ -107,6 +118,10 @@ class NormalizedBatch:
     valid_positions: np.ndarray
     rejects: pa.Table
     reasons: dict[str, int]
+    #: Field warnings (rejects-file records of kind ``field_dropped``) of the valid rows, in row order.
+    warnings: pa.Table | None = None
+    #: ``{slot: {reason: count}}`` of those warnings.
+    warning_reasons: dict[str, dict[str, int]] | None = None
 
 
 Detail = str | Callable[[np.ndarray], pa.Array]
@@ -117,6 +132,10 @@ class _Check:
     code: str
     failed: np.ndarray
     detail: Detail
+    #: the payload slot this check guards
+    slot: str = ""
+    #: a failure rejects the row whatever ``on_invalid_field`` says (the e-mail checks)
+    row_level: bool = False
 
 
 def clean_text(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
@@ -144,13 +163,13 @@ def normalize_batch(
     checks: list[_Check] = []
     for name, column in spec.fields:
         slots[name], field_checks = _normalise_field(FIELDS[name], cleaned[column], column)
-        checks += field_checks
+        checks += _guarding(name, field_checks)
     for name, column in spec.custom_properties:
         values = cleaned[column]
-        slots[custom_property_slot(name)] = values
-        checks += _length_checks(
-            values, f'custom property {name!r} (column "{column}")', CUSTOM_PROPERTY_MAX_LENGTH
-        )
+        slot = custom_property_slot(name)
+        slots[slot] = values
+        label = f'custom property {name!r} (column "{column}")'
+        checks += _guarding(slot, _length_checks(values, label, CUSTOM_PROPERTY_MAX_LENGTH))
     for slot, what, status in (
         (EMAIL_STATUS_SLOT, "email_status", spec.email_status),
         (SMS_STATUS_SLOT, "sms_status", spec.sms_status),
@@ -162,13 +181,17 @@ def normalize_batch(
                 "invalid_status",
                 f'{what} (column "{status.column}") is not subscribed, nonSubscribed or unsubscribed',
             )
-            checks += status_checks
+            checks += _guarding(slot, status_checks)
 
-    first = np.full(n, len(checks), dtype=np.int32)
-    for index in range(len(checks) - 1, -1, -1):
-        first[checks[index].failed] = index
-    bad = first < len(checks)
+    drop_fields = spec.on_invalid_field == "drop_field"
+    row_checks = [check for check in checks if check.row_level or not drop_fields]
+    first = _first_failures(row_checks, n)
+    bad = first < len(row_checks)
     rows = np.arange(row_offset, row_offset + n, dtype=np.int64)
+    warnings, warning_reasons = None, None
+    if drop_fields:
+        field_checks = [check for check in checks if not check.row_level]
+        warnings, warning_reasons = _drop_fields(batch, spec, slots, field_checks, sent=~bad, rows=rows)
     valid_positions = np.flatnonzero(~bad)
     keep = None if valid_positions.size == n else pa.array(~bad)
     valid = pa.table(
@@ -178,9 +201,77 @@ def normalize_batch(
         }
     )
     rejects, reasons = _rejects(
-        batch, spec, checks=checks, first=first, positions=np.flatnonzero(bad), rows=rows
+        batch, spec, checks=row_checks, first=first, positions=np.flatnonzero(bad), rows=rows
     )
-    return NormalizedBatch(valid=valid, valid_positions=valid_positions, rejects=rejects, reasons=reasons)
+    return NormalizedBatch(
+        valid=valid,
+        valid_positions=valid_positions,
+        rejects=rejects,
+        reasons=reasons,
+        warnings=warnings,
+        warning_reasons=warning_reasons,
+    )
+
+
+def _guarding(slot: str, checks: list[_Check]) -> list[_Check]:
+    return [replace(check, slot=slot) for check in checks]
+
+
+def _first_failures(checks: list[_Check], n: int) -> np.ndarray:
+    """Per row the index of its first failed check, ``len(checks)`` where none failed."""
+    first = np.full(n, len(checks), dtype=np.int32)
+    for index in range(len(checks) - 1, -1, -1):
+        first[checks[index].failed] = index
+    return first
+
+
+def _drop_fields(
+    batch: pa.RecordBatch | pa.Table,
+    spec: MappingSpec,
+    slots: dict[str, pa.Array],
+    checks: list[_Check],
+    *,
+    sent: np.ndarray,
+    rows: np.ndarray,
+) -> tuple[pa.Table | None, dict[str, dict[str, int]]]:
+    """Null every failed field value of the rows that are sent (in ``slots``); one warning per row and
+    field (its first problem). Rows rejected anyway get no warnings: their reject record says it all."""
+    tables: list[pa.Table] = []
+    reasons: dict[str, dict[str, int]] = {}
+    dropped: dict[str, np.ndarray] = {}
+    for check in checks:
+        already = dropped.get(check.slot)
+        failed = check.failed & sent if already is None else check.failed & sent & ~already
+        positions = np.flatnonzero(failed)
+        if positions.size == 0:
+            continue
+        dropped[check.slot] = failed if already is None else already | failed
+        per_slot = reasons.setdefault(check.slot, {})
+        per_slot[check.code] = per_slot.get(check.code, 0) + int(positions.size)
+        detail = check.detail if isinstance(check.detail, str) else check.detail(positions)
+        details = [detail] * positions.size if isinstance(detail, str) else detail
+        raw = source_values(batch, spec.source_columns, positions)
+        tables.append(
+            make_rejects_table(
+                rows[positions], check.code, details, raw, spec.source_columns, kind=FIELD_DROPPED,
+                field=check.slot,
+            )
+        )
+    for slot, mask in dropped.items():
+        slots[slot] = without(slots[slot], mask)
+    if not tables:
+        return None, {}
+    table = pa.concat_tables(tables)
+    if len(tables) > 1:
+        table = table.take(pa.array(np.argsort(table.column("row").to_numpy(), kind="stable")))
+    return table, reasons
+
+
+def without(values: pa.Array, drop: np.ndarray) -> pa.Array:
+    """``values`` with the positions in ``drop`` turned null (any type)."""
+    if pa.types.is_string(values.type):
+        return with_validity(values, ~drop)
+    return pc.if_else(pa.array(drop), pa.nulls(len(values), values.type), values)
 
 
 def _rejects(
@@ -197,6 +288,7 @@ def _rejects(
         return make_rejects_table([], [], [], None, spec.source_columns), {}
     failed_check = pa.array(first[positions])
     reason = pa.array([check.code for check in checks], pa.string()).take(failed_check)
+    fields = pa.array([check.slot for check in checks], pa.string()).take(failed_check)
     constant = [check.detail if isinstance(check.detail, str) else "" for check in checks]
     detail = pa.array(constant, pa.string()).take(failed_check)
     counts = np.bincount(first[positions], minlength=len(checks))
@@ -208,7 +300,8 @@ def _rejects(
                 mask = first[positions] == index
                 detail = pc.replace_with_mask(detail, pa.array(mask), check.detail(positions[mask]))
     raw = source_values(batch, spec.source_columns, positions)
-    return make_rejects_table(rows[positions], reason, detail, raw, spec.source_columns), reasons
+    table = make_rejects_table(rows[positions], reason, detail, raw, spec.source_columns, field=fields)
+    return table, reasons
 
 
 def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> tuple[pa.Array, list[_Check]]:
@@ -273,7 +366,7 @@ def _email(values: pa.StringArray, label: str) -> tuple[pa.Array, list[_Check]]:
             f"{label} has a local part (before the @) over {EMAIL_LOCAL_MAX_LENGTH} characters",
         )
     )
-    return lowered, checks
+    return lowered, [replace(check, row_level=True) for check in checks]
 
 
 def _birthdate(values: pa.StringArray, label: str) -> tuple[pa.Array, list[_Check]]:

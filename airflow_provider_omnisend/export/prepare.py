@@ -10,10 +10,15 @@ normalised, de-duplicated against everything before it, serialised and written, 
 per worker. The de-duplication state spills its sorted runs to the staging dir and keeps about one byte
 per e-mail in memory (a Bloom filter; see dedupe.py).
 
-Accounting: ``rows_read == valid + rejected``. ``rejected`` counts every row written to the rejects
-file by this phase, duplicates included; ``duplicates`` is the part of ``rejected`` with reason
-``duplicate`` (also in ``reasons``). Row order in staging is input order, and the same input, mapping
-and hash key give the same staging content.
+Accounting: ``rows_read == valid + rejected``. ``rejected`` counts every row rejected (kind
+``row_rejected`` in the rejects file) by this phase, duplicates included; ``duplicates`` is the part
+of ``rejected`` with reason ``duplicate`` (also in ``reasons``). Field warnings (a sent contact
+without one of its invalid optional fields, see normalize.py) are also written to the rejects file,
+but counted apart: ``field_warnings`` and ``field_warning_reasons`` (``{field: {reason: count}}``);
+they are not rejected rows.
+
+Row order in staging is input order, and the same input, mapping and hash key give the same staging
+content.
 
 The staging file contains e-mail addresses; it is created with mode 0o600 in a local directory.
 """
@@ -75,6 +80,8 @@ class PrepareResult:
     duplicates: int
     reasons: dict[str, int] = field(default_factory=dict)
     staging_path: str = ""
+    field_warnings: int = 0
+    field_warning_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def fingerprint_key(hash_key: bytes, spec: MappingSpec) -> bytes:
@@ -149,14 +156,19 @@ def prepare_export(
         duplicates=tally.duplicates,
         reasons=dict(sorted(tally.reasons.items())),
         staging_path=path,
+        field_warnings=tally.field_warnings,
+        field_warning_reasons={k: dict(sorted(v.items())) for k, v in sorted(tally.warning_reasons.items())},
     )
     log.info(
-        "Prepared export: %d rows read, %d valid contacts, %d rejected (%d duplicates); reasons %s",
+        "Prepared export: %d rows read, %d valid contacts, %d rejected (%d duplicates); reasons %s; "
+        "%d invalid optional fields left out: %s",
         result.rows_read,
         result.valid,
         result.rejected,
         result.duplicates,
         result.reasons,
+        result.field_warnings,
+        result.field_warning_reasons,
     )
     return result
 
@@ -204,6 +216,8 @@ class _Tally:
     rejected: int = 0
     duplicates: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    field_warnings: int = 0
+    warning_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, checked: _CheckedSlice) -> tuple[pa.Table, np.ndarray]:
         """Account for one slice; return its valid rows that survive de-duplication, and their keys."""
@@ -211,6 +225,13 @@ class _Tally:
         self.rows_read += checked.piece.num_rows
         self.rejects.write(normalized.rejects)
         self._count(normalized.reasons)
+        if normalized.warnings is not None:
+            self.rejects.write(normalized.warnings)
+            self.field_warnings += normalized.warnings.num_rows
+            for slot, counts in (normalized.warning_reasons or {}).items():
+                per_slot = self.warning_reasons.setdefault(slot, {})
+                for code, count in counts.items():
+                    per_slot[code] = per_slot.get(code, 0) + count
         valid = normalized.valid
         rows = valid.column("row").to_numpy()
         verdict = self.dedupe.add(keys, rows)

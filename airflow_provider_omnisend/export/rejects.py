@@ -7,8 +7,16 @@ The file holds personal data (the source values), so a local file is created wit
 any byte is written: only the account running the export can read it. Remote stores (abfs://, s3://)
 rely on their own access control. Details never contain the e-mail address itself.
 
-Columns: ``row`` (int64, 0-based position in the input stream), ``reason``, ``detail``, then the mapped
-source columns as strings. A source column named like one of the first three gets a ``source_`` prefix.
+Columns: ``row`` (int64, 0-based position in the input stream), ``kind``, ``reason``, ``field``,
+``detail``, then the mapped source columns as strings. A source column named like one of the first five
+gets a ``source_`` prefix.
+
+``kind`` tells the two sorts of records apart:
+
+- ``row_rejected``: the row did not reach Omnisend (``field`` names the field at fault, if one is).
+- ``field_dropped``: with ``on_invalid_field="drop_field"`` the contact WAS sent, without the optional
+  field named in ``field`` (e.g. ``countryCode``, ``customProperties.ltv``) whose value was invalid.
+  A row can have several such records. They are warnings and never count toward ``max_reject_ratio``.
 """
 
 from __future__ import annotations
@@ -27,7 +35,15 @@ import pyarrow.parquet as pq
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.text import as_utf8
 
-BASE_FIELDS = (pa.field("row", pa.int64()), pa.field("reason", pa.string()), pa.field("detail", pa.string()))
+BASE_FIELDS = (
+    pa.field("row", pa.int64()),
+    pa.field("kind", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("field", pa.string()),
+    pa.field("detail", pa.string()),
+)
+ROW_REJECTED = "row_rejected"
+FIELD_DROPPED = "field_dropped"
 FORMATS = ("parquet", "csv")
 _RESERVED = {field.name for field in BASE_FIELDS}
 
@@ -44,16 +60,23 @@ def make_rejects_table(
     details: pa.Array | Sequence[str],
     values: pa.Table | None,
     source_columns: Sequence[str],
+    *,
+    kind: str = ROW_REJECTED,
+    field: pa.Array | Sequence[str | None] | str | None = None,
 ) -> pa.Table:
-    """A rejects table; ``values`` holds the source columns for these rows (missing columns become null)."""
+    """A rejects table; ``values`` holds the source columns for these rows (missing columns become null).
+
+    ``kind`` is ``row_rejected`` or ``field_dropped``; ``field`` the Omnisend field concerned (one for
+    all rows, one per row, or None).
+    """
     schema = rejects_schema(source_columns)
     n = len(rows)
-    if isinstance(reasons, str):
-        reasons = pa.repeat(pa.scalar(reasons, pa.string()), n)
     columns: list[pa.Array] = [
         pa.array(np.asarray(rows, dtype=np.int64), pa.int64()),
-        as_utf8(pa.array(reasons, pa.string()) if not isinstance(reasons, pa.Array) else reasons),
-        as_utf8(pa.array(details, pa.string()) if not isinstance(details, pa.Array) else details),
+        _strings(kind, n),
+        _strings(reasons, n),
+        _strings(field, n),
+        _strings(details, n),
     ]
     for source in source_columns:
         if values is not None and source in values.column_names:
@@ -63,6 +86,13 @@ def make_rejects_table(
     if any(len(column) != n for column in columns):
         raise ValueError(f"rejects: every column must have {n} values (one per rejected row)")
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _strings(values: pa.Array | Sequence[str | None] | str | None, n: int) -> pa.StringArray:
+    """``n`` strings from one constant (or None) or a sequence/array of them."""
+    if values is None or isinstance(values, str):
+        return pa.repeat(pa.scalar(values, pa.string()), n)
+    return as_utf8(values if isinstance(values, pa.Array) else pa.array(values, pa.string()))
 
 
 def source_values(
@@ -119,7 +149,7 @@ class RejectsWriter:
 
     @property
     def count(self) -> int:
-        """Rows recorded so far (buffered ones included)."""
+        """Records written so far (rejected rows and field warnings; buffered ones included)."""
         return self._count
 
     def write(self, table: pa.Table) -> None:

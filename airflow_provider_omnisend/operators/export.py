@@ -63,6 +63,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param email_status: / :param sms_status: a channel status column or ``{"constant": "subscribed"}``.
         Unmapped (the default), no status is sent, so nobody is ever resubscribed.
     :param send_welcome_message: Omnisend defaults to sending one; we send ``false`` unless this is True.
+    :param on_invalid_field: ``drop_field`` (default): a contact with an invalid optional field (phone,
+        country, birthdate, a custom property...) is sent without it and the problem is listed in the
+        rejects file as a field warning; ``reject_row``: such a row is rejected. A missing or invalid
+        e-mail always rejects the row.
     :param incremental: send only new and changed contacts (vs. the last snapshot).
     :param full_refresh: ignore the snapshot and send everything.
     :param mode: ``upsert`` (default) or ``mirror`` (also remove the segment tag from who left).
@@ -81,9 +85,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "source", "source_format", "segment", "entity", "mapping", "custom_properties", "tags",
-        "segment_tag", "email_status", "sms_status", "omnisend_conn_id", "lake_conn_id", "rejects_path",
-        "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles", "max_reject_ratio",
-        "requests_per_minute",
+        "segment_tag", "email_status", "sms_status", "on_invalid_field", "omnisend_conn_id", "lake_conn_id",
+        "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
+        "max_reject_ratio", "requests_per_minute",
     )
     template_fields_renderers = {"mapping": "json", "custom_properties": "json"}
     operator_extra_links = (OmnisendSegmentLink(),)
@@ -105,6 +109,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         email_status: str | Mapping[str, str] | None = None,
         sms_status: str | Mapping[str, str] | None = None,
         send_welcome_message: bool = False,
+        on_invalid_field: str = "drop_field",
         dry_run: bool = False,
         incremental: bool = True,
         full_refresh: bool = False,
@@ -134,6 +139,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.email_status = email_status
         self.sms_status = sms_status
         self.send_welcome_message = send_welcome_message
+        self.on_invalid_field = on_invalid_field
         self.dry_run = dry_run
         self.incremental = incremental
         self.full_refresh = full_refresh
@@ -164,7 +170,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
-                available_columns=export.columns)
+                on_invalid_field=str(self.on_invalid_field), available_columns=export.columns)
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
                 max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
@@ -229,6 +235,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
         if result["rejected"]:
             self.log.warning("%d rows were rejected; reasons: %s. Details: %s", result["rejected"],
                              result["reasons"], result["rejects_path"])
+        if result["field_warnings"]:
+            self.log.warning("%d invalid optional fields were left out of contacts that were sent: %s. "
+                             "Details (kind field_dropped): %s", result["field_warnings"],
+                             result["field_warning_reasons"], result["rejects_path"])
         return result
 
     def _resolve(self) -> ResolvedExport:

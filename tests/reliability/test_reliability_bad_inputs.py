@@ -76,10 +76,13 @@ def stored(emulator) -> dict[str, dict[str, Any]]:
 
 
 def accounted(result: dict[str, Any], emulator, tmp_path: Path) -> None:
-    """No silent loss: rows read = contacts in Omnisend from this run + rows in the rejects file."""
-    rows = rejects(tmp_path)
+    """No silent loss: rows read = contacts in Omnisend from this run + rows rejected in the rejects file
+    (which also lists the field warnings of contacts sent without an invalid optional field)."""
+    records = rejects(tmp_path)
+    assert all(r["reason"] and r["detail"] for r in records)
+    rows = [r for r in records if r["kind"] == "row_rejected"]
     assert len({r["row"] for r in rows}) == len(rows) == result["rejected"]
-    assert all(r["reason"] and r["detail"] for r in rows)
+    assert len(records) - len(rows) == result["field_warnings"]
     assert result["rows_read"] == result["sent"] + result["rejected"]
     assert len(stored(emulator)) == result["sent"]
 
@@ -174,15 +177,22 @@ def test_unicode_names_arrive_intact(emulator, omnisend_conn, tmp_path):
     accounted(result, emulator, tmp_path)
 
 
-def test_10kb_strings_are_rejected_with_a_reason(emulator, omnisend_conn, tmp_path):
+def test_10kb_strings_are_left_out_with_a_reason(emulator, omnisend_conn, tmp_path):
+    """Too long an optional field: the contact is sent without it (a field warning); too long an
+    e-mail: the row is rejected."""
     result = run(omnisend_conn(), FIXTURES / "long_strings.csv", tmp_path, max_reject_ratio=1.0,
                  mapping={"email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName",
                           "address": "Address1"},
                  custom_properties={"notes": "Notes"})
     assert isinstance(result, dict), result
     by_row = {r["row"]: r for r in rejects(tmp_path)}
-    assert {row: r["reason"] for row, r in by_row.items()} == {
-        1: "too_long", 2: "too_long", 3: "too_long", 4: "invalid_email", 5: "too_long"}
+    assert {row: (r["kind"], r["reason"], r["field"]) for row, r in by_row.items()} == {
+        1: ("field_dropped", "too_long", "firstName"), 2: ("field_dropped", "too_long", "lastName"),
+        3: ("field_dropped", "too_long", "address"), 4: ("row_rejected", "invalid_email", "email"),
+        5: ("field_dropped", "too_long", "customProperties.notes")}
+    assert (result["rejected"], result["field_warnings"]) == (1, 4)
+    assert result["field_warning_reasons"] == {
+        name: {"too_long": 1} for name in ("address", "customProperties.notes", "firstName", "lastName")}
     assert by_row[1]["detail"] == (f'firstName (column "FirstName") is {LONG} characters; '
                                    "Omnisend accepts at most 255")
     assert f"is {LONG} characters" in by_row[2]["detail"]  # characters, not UTF-8 bytes
@@ -190,7 +200,13 @@ def test_10kb_strings_are_rejected_with_a_reason(emulator, omnisend_conn, tmp_pa
     assert "at most 254" in by_row[4]["detail"]
     assert "custom property 'notes'" in by_row[5]["detail"] and "at most 2048" in by_row[5]["detail"]
     assert len(by_row[1]["FirstName"]) == LONG  # the value is kept whole in the rejects file
-    assert set(stored(emulator)) == {"fine@example.com"}
+    contacts = stored(emulator)
+    assert set(contacts) == {"fine@example.com", "longfirst@example.com", "longlast@example.com",
+                             "longaddress@example.com", "longnote@example.com"}
+    assert "firstName" not in contacts["longfirst@example.com"]
+    assert contacts["longfirst@example.com"]["lastName"] == "Row"
+    assert "address" not in contacts["longaddress@example.com"]
+    assert "notes" not in (contacts["longnote@example.com"].get("customProperties") or {})
     accounted(result, emulator, tmp_path)
 
 

@@ -33,6 +33,7 @@ SPEC = MappingSpec.build(
     {"email": EMAIL, "phone": PHONE, "firstName": FIRST, "lastName": LAST},
     custom_properties={"notes": NOTES, "bio": BIO},
     segment=SEGMENT,
+    on_invalid_field="reject_row",  # the reference below rejects a row for its first problem
 )
 TAGS = [f"segment: {SEGMENT}"]
 #: Limits from the documented field catalogue (mapping.py module docstring), spelled out here.

@@ -14,6 +14,9 @@ from airflow_provider_omnisend.export.normalize import PHONE_PATTERN, Normalized
 
 
 def run(columns: dict[str, list[Any]], mapping: dict[str, str], **options: Any) -> NormalizedBatch:
+    """The checks' reasons are easiest to see with ``on_invalid_field="reject_row"`` (one reject record
+    per row); test_export_field_warnings.py covers the default, ``drop_field``."""
+    options.setdefault("on_invalid_field", "reject_row")
     spec = MappingSpec.build(mapping, **options)
     return normalize_batch(pa.table(columns), spec, row_offset=0)
 
@@ -360,7 +363,9 @@ def test_rejects_carry_raw_values_and_row_numbers() -> None:
     assert result.rejects.to_pylist() == [
         {
             "row": 1001,
+            "kind": "row_rejected",
             "reason": "invalid_email",
+            "field": "email",
             "detail": result.rejects.column("detail")[0].as_py(),
             "E": "nope",
             "F": " Bob ",

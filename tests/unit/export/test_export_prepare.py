@@ -67,7 +67,7 @@ def test_counts_staging_and_rejects(tmp_path: Path) -> None:
 
 
 def test_first_valid_occurrence_wins(tmp_path: Path) -> None:
-    spec = MappingSpec.build({"email": "Email", "phone": "Phone"})
+    spec = MappingSpec.build({"email": "Email", "phone": "Phone"}, on_invalid_field="reject_row")
     batch = pa.record_batch(
         {"Email": ["a@example.com", "A@example.com"], "Phone": ["nonsense", "+14155550123"]}
     )

@@ -35,27 +35,37 @@ def test_contents_and_permissions(tmp_path: Path, fmt: str) -> None:
             ["email is bad", "firstName too long"],
             pa.table({"E": ["x", "y@example.com"], "F": ['Zoë, "the" one\nline 2', None]}),
             ["E", "F"],
+            field=["email", "firstName"],
         )
     )
+    writer.write(make_rejects_table([7], "too_long", ["lastName too long"], None, ["E", "F"],
+                                    kind="field_dropped", field="lastName"))
     writer.add([12], "omnisend_rejected", ["Omnisend answered 400: invalid phone"])
-    assert writer.count == 3
-    assert writer.close() == 3
-    assert writer.close() == 3  # idempotent
+    assert writer.count == 4
+    assert writer.close() == 4
+    assert writer.close() == 4  # idempotent
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     table = read(path, fmt)
-    assert table.column_names == ["row", "reason", "detail", "E", "F"]
+    assert table.column_names == ["row", "kind", "reason", "field", "detail", "E", "F"]
     assert table.to_pylist() == [
         {
             "row": 3,
+            "kind": "row_rejected",
             "reason": "invalid_email",
+            "field": "email",
             "detail": "email is bad",
             "E": "x",
             "F": 'Zoë, "the" one\nline 2',
         },
-        {"row": 7, "reason": "too_long", "detail": "firstName too long", "E": "y@example.com", "F": None},
+        {"row": 7, "kind": "row_rejected", "reason": "too_long", "field": "firstName",
+         "detail": "firstName too long", "E": "y@example.com", "F": None},
+        {"row": 7, "kind": "field_dropped", "reason": "too_long", "field": "lastName",
+         "detail": "lastName too long", "E": None, "F": None},
         {
             "row": 12,
+            "kind": "row_rejected",
             "reason": "omnisend_rejected",
+            "field": None,
             "detail": "Omnisend answered 400: invalid phone",
             "E": None,
             "F": None,
@@ -70,7 +80,7 @@ def test_empty_run_still_writes_a_valid_file(tmp_path: Path, fmt: str) -> None:
         pass
     assert writer.count == 0
     table = read(path, fmt)
-    assert table.num_rows == 0 and table.column_names == ["row", "reason", "detail", "E", "F"]
+    assert table.num_rows == 0 and table.column_names == ["row", "kind", "reason", "field", "detail", "E", "F"]
 
 
 def test_existing_file_is_tightened_and_replaced(tmp_path: Path) -> None:
@@ -84,7 +94,7 @@ def test_existing_file_is_tightened_and_replaced(tmp_path: Path) -> None:
 
 def test_source_columns_named_like_base_columns_get_a_prefix() -> None:
     schema = rejects_schema(["row", "E"])
-    assert schema.names == ["row", "reason", "detail", "source_row", "E"]
+    assert schema.names == ["row", "kind", "reason", "field", "detail", "source_row", "E"]
 
 
 def test_bad_inputs(tmp_path: Path) -> None:

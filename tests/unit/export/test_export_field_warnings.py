@@ -1,0 +1,63 @@
+"""on_invalid_field: a bad optional field drops the field (with a warning), never the contact."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
+from airflow_provider_omnisend.export.normalize import normalize_batch
+from airflow_provider_omnisend.export.payload import build_items
+
+MAPPING = {"email": "E", "phone": "P", "countryCode": "C", "birthdate": "B"}
+BATCH = pa.table({
+    "E": ["a@example.com", "bad", "c@example.com", "d@example.com"],
+    "P": ["+14155550123", "+14155550124", "12", "+14155550125"],
+    "C": ["DE", "XX", "Narnia", "FR"],
+    "B": ["1990-01-31", "1990-02-30", "2001-02-29", "1985-12-01"],
+    "S": ["subscribed", "subscribed", "maybe", "unsubscribed"],
+})
+
+
+def spec(**options: object) -> MappingSpec:
+    return MappingSpec.build(MAPPING, email_status="S", **options)  # type: ignore[arg-type]
+
+
+def test_default_drops_fields_and_keeps_the_contact() -> None:
+    result = normalize_batch(BATCH, spec(), row_offset=10)
+    assert result.valid.column("row").to_pylist() == [10, 12, 13]
+    assert result.reasons == {"invalid_email": 1}
+    assert result.rejects.column("field").to_pylist() == ["email"]
+    assert result.valid.column("phone").to_pylist() == ["+14155550123", None, "+14155550125"]
+    assert result.valid.column("countryCode").to_pylist() == ["DE", None, "FR"]
+    assert result.valid.column("birthdate").to_pylist() == ["1990-01-31", None, "1985-12-01"]
+    assert result.valid.column("channels.email").to_pylist() == ["subscribed", None, "unsubscribed"]
+    warnings = result.warnings
+    assert warnings is not None
+    # one record per row and field, in row order; the rejected row 11 gets none
+    assert [(r["row"], r["kind"], r["field"], r["reason"]) for r in warnings.to_pylist()] == [
+        (12, "field_dropped", "phone", "invalid_phone"),
+        (12, "field_dropped", "countryCode", "invalid_country"),
+        (12, "field_dropped", "birthdate", "invalid_birthdate"),
+        (12, "field_dropped", "channels.email", "invalid_status"),
+    ]
+    assert warnings.column("C").to_pylist()[1] == "Narnia"  # the raw value, to fix in the lake
+    assert result.warning_reasons == {
+        "phone": {"invalid_phone": 1}, "countryCode": {"invalid_country": 1},
+        "birthdate": {"invalid_birthdate": 1}, "channels.email": {"invalid_status": 1}}
+    item = orjson.loads(build_items(result.valid, spec()).to_pylist()[1])
+    assert item["identifiers"] == [{"type": "email", "id": "c@example.com", "sendWelcomeMessage": False}]
+    assert set(item) == {"identifiers"}
+
+
+def test_reject_row_keeps_the_old_behaviour() -> None:
+    result = normalize_batch(BATCH, spec(on_invalid_field="reject_row"), row_offset=0)
+    assert result.valid.column("row").to_pylist() == [0, 3]
+    assert result.reasons == {"invalid_email": 1, "invalid_phone": 1}
+    assert result.warnings is None and not result.warning_reasons
+
+
+def test_unknown_choice_is_a_mapping_error() -> None:
+    with pytest.raises(MappingError, match="on_invalid_field must be one of 'drop_field', 'reject_row'"):
+        spec(on_invalid_field="skip")
