@@ -80,7 +80,8 @@ def test_empty_run_still_writes_a_valid_file(tmp_path: Path, fmt: str) -> None:
         pass
     assert writer.count == 0
     table = read(path, fmt)
-    assert table.num_rows == 0 and table.column_names == ["row", "kind", "reason", "field", "detail", "E", "F"]
+    assert table.num_rows == 0
+    assert table.column_names == ["row", "kind", "reason", "field", "detail", "E", "F"]
 
 
 def test_existing_file_is_tightened_and_replaced(tmp_path: Path) -> None:
