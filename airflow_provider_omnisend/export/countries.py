@@ -1,15 +1,29 @@
-"""Country names, alpha-3 codes and common aliases to ISO 3166-1 alpha-2, vectorised.
+"""Country codes, English and localized names, and common aliases to ISO 3166-1 alpha-2, vectorised.
 
-Why: lakes hold "United States", "USA", "deu" or "Côte d'Ivoire" in columns users map to Omnisend's
-``countryCode`` (alpha-2 only). We convert what maps cleanly and reject the rest instead of guessing.
+Why: lakes hold "United States", "USA", "deu", "276", "Allemagne" or "Royaume-Uni" in the column users
+map to Omnisend's ``countryCode`` (alpha-2 only), and Customer Insights runs in many languages. We
+convert what maps to exactly one country and leave the rest out (or reject it) instead of guessing.
 
-The lookup table is built once from pycountry (alpha-2, alpha-3, name, official name, common name, each
-also without accents) plus a short alias list. Keys are lower-cased with single spaces; a key that
-would point at two different countries is dropped, so an ambiguous spelling is rejected, never guessed.
+Data: pycountry (ISO 3166-1 codes and names) and the iso-codes gettext translations pycountry ships,
+for the languages Customer Insights' UI ships in Europe and the Americas (``LANGUAGES``), plus a short
+alias list for everyday spellings neither carries (UK, USA, EE. UU., ...). Nothing is hand-typed
+beyond those aliases.
+
+Matching ignores case, diacritics, spacing and punctuation: "ÉTATS-UNIS", "etats unis" and
+"États-Unis" are one key. Keys come in tiers: codes (alpha-2, alpha-3, numeric), then English names and
+aliases, then localized names. A key keeps the country of its highest tier; a key that points at two
+countries within its tier is dropped, so an ambiguous spelling is never guessed.
+
+The table is built once per process (about 15k keys). A batch is mapped through its DISTINCT values
+only (dictionary encoding): Python folds the few hundred distinct spellings of a slice, Arrow does the
+per-row work.
 """
 
 from __future__ import annotations
 
+import gettext
+import os
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -17,24 +31,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pycountry
 
-from airflow_provider_omnisend.export.text import value_bytes
+#: gettext locales of pycountry's iso3166-1 translations: French, German, Spanish, Italian, Portuguese
+#: (Portugal and Brazil), Dutch, Polish, Swedish, Danish, Norwegian (Bokmål), Finnish and Czech.
+LANGUAGES: tuple[str, ...] = (
+    "fr", "de", "es", "it", "pt", "pt_BR", "nl", "pl", "sv", "da", "nb_NO", "fi", "cs",
+)
 
-#: Everyday spellings pycountry does not carry. England/Scotland/Wales/Northern Ireland → GB because
-#: ISO 3166-1 has no separate codes for them.
+#: Everyday spellings the ISO data does not carry (matched after folding like every key).
+#: England/Scotland/Wales/Northern Ireland → GB because ISO 3166-1 has no separate codes for them.
 ALIASES: dict[str, str] = {
     "usa": "US",
     "u.s.a.": "US",
-    "u.s.": "US",
     "united states of america": "US",
     "america": "US",
+    "ee. uu.": "US",
+    "eua": "US",
     "uk": "GB",
-    "u.k.": "GB",
     "great britain": "GB",
     "britain": "GB",
     "england": "GB",
     "scotland": "GB",
     "wales": "GB",
     "northern ireland": "GB",
+    "grande-bretagne": "GB",
+    "angleterre": "GB",
+    "großbritannien": "GB",
+    "england (uk)": "GB",
+    "iso-britannia": "GB",
     "russia": "RU",
     "turkey": "TR",
     "macedonia": "MK",
@@ -53,41 +76,69 @@ ALIASES: dict[str, str] = {
     "democratic republic of the congo": "CD",
     "republic of the congo": "CG",
     "north korea": "KP",
+    "south korea": "KR",
     "holland": "NL",
     "the netherlands": "NL",
+    "nederlandene": "NL",
+    "tchéquia": "CZ",
+    "czechia": "CZ",
     "uae": "AE",
 }
 
-
-def _fold(text: str) -> str:
-    return " ".join(text.lower().split())
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
-def _strip_accents(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+def fold(text: str) -> str:
+    """The matching key of a spelling: lower case, no diacritics, no spaces or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return _NOT_ALNUM.sub("", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def _names(country: object) -> list[str]:
+    return [v for a in ("name", "official_name", "common_name") if (v := getattr(country, a, None))]
+
+
+def _tiers() -> list[dict[str, set[str]]]:
+    codes: dict[str, set[str]] = {}
+    english: dict[str, set[str]] = {}
+    localized: dict[str, set[str]] = {}
+    locales = os.path.join(os.path.dirname(pycountry.__file__), "locales")
+    translations = [gettext.translation("iso3166-1", locales, languages=[lang]) for lang in LANGUAGES]
+    for country in pycountry.countries:
+        code = country.alpha_2
+        numeric = country.numeric
+        for key in (code, country.alpha_3, numeric, str(int(numeric))):
+            codes.setdefault(fold(key), set()).add(code)
+        for name in _names(country):
+            english.setdefault(fold(name), set()).add(code)
+            for translation in translations:
+                localized.setdefault(fold(translation.gettext(name)), set()).add(code)
+    for alias, code in ALIASES.items():
+        english.setdefault(fold(alias), set()).add(code)
+    return [codes, english, localized]
 
 
 @lru_cache(maxsize=1)
 def lookup_table() -> tuple[pa.StringArray, pa.StringArray]:
-    """(keys, alpha-2 codes) aligned, keys lower-cased; ambiguous keys removed."""
-    candidates: dict[str, set[str]] = {}
-    for country in pycountry.countries:
-        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
-            value = getattr(country, attr, None)
-            if value:
-                for key in {_fold(value), _fold(_strip_accents(value))}:
-                    candidates.setdefault(key, set()).add(country.alpha_2)
-    for alias, code in ALIASES.items():
-        candidates.setdefault(_fold(alias), set()).add(code)
-    clean = sorted((key, codes.pop()) for key, codes in candidates.items() if len(codes) == 1)
+    """(folded keys, alpha-2 codes) aligned; a key keeps its highest tier, ambiguous keys are removed."""
+    table: dict[str, str] = {}
+    for tier in _tiers():
+        for key, countries in tier.items():
+            if key and key not in table and len(countries) == 1:
+                table[key] = next(iter(countries))
+        taken = set(table)
+        # a key ambiguous in this tier must not be resolved by a lower tier either
+        table.update({key: "" for key in tier if key and key not in taken})
+    clean = sorted((key, code) for key, code in table.items() if code)
     return pa.array([k for k, _ in clean], pa.string()), pa.array([c for _, c in clean], pa.string())
 
 
-def to_alpha2(values: pa.StringArray) -> pa.StringArray:
-    """Alpha-2 code per value; null where the input is null or does not map cleanly to one country."""
+def to_alpha2(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    """Alpha-2 code per value; null where the input is null or does not map to exactly one country."""
     keys, codes = lookup_table()
-    folded = pc.utf8_lower(values)
-    data = value_bytes(folded)
-    if ((data >= 9) & (data <= 13)).any() or ((data[1:] == 32) & (data[:-1] == 32)).any():
-        folded = pc.replace_substring_regex(folded, r"\s+", " ")
-    return pc.take(codes, pc.index_in(folded, value_set=keys))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values.cast(pa.string()))
+    distinct = pa.array([fold(value) for value in encoded.dictionary.to_pylist()], pa.string())
+    mapped = pc.take(codes, pc.index_in(distinct, value_set=keys))
+    return pc.take(mapped, encoded.indices)

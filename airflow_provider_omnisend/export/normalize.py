@@ -26,7 +26,8 @@ Reason codes:
                        part over 64 characters
 ``invalid_phone``      not E.164 (``+`` then 7 to 15 digits) after removing spaces, dashes, dots, ()
 ``too_long``           a text field or custom property is longer than its limit (see mapping.py)
-``invalid_country``    a countryCode value that is no ISO alpha-2/alpha-3 code or known country name
+``invalid_country``    a countryCode value that is no ISO alpha-2/alpha-3/numeric code nor a country name
+                       (English or one of countries.LANGUAGES) of exactly one country
 ``invalid_gender``     not m, f, male or female (any case)
 ``invalid_birthdate``  not a real calendar date ``YYYY-MM-DD`` (an ISO timestamp keeps its date part)
 ``invalid_created_at`` createdAt is not an RFC 3339 timestamp
@@ -318,8 +319,8 @@ def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> t
     if field.kind == "country_code":
         codes = to_alpha2(values)
         detail = (
-            f"{label} is neither an ISO 3166-1 code nor a country name that maps to exactly one "
-            'country; use e.g. "DE", "DEU" or "Germany"'
+            f"{label} is neither an ISO 3166-1 code nor a country name (English or one of 12 European "
+            'languages) of exactly one country; use e.g. "DE", "DEU", "276", "Germany" or "Allemagne"'
         )
         return _converted(values, codes, _present(codes), "invalid_country", detail)
     if field.kind == "gender":
