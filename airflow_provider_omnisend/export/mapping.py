@@ -21,6 +21,8 @@ from typing import Literal
 
 import orjson
 
+from airflow_provider_omnisend.export.phones import SUPPORTED_REGIONS
+
 FieldKind = Literal["email", "phone", "text", "country_code", "gender", "birthdate", "timestamp"]
 
 #: Bump when the JSON produced for the same mapping changes, so every fingerprint changes with it.
@@ -63,7 +65,7 @@ FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
         FieldSpec("email", "email", 254, "e-mail address (required; lower-cased)"),
-        FieldSpec("phone", "phone", None, "phone number, E.164 after removing spaces, dashes, dots, ()"),
+        FieldSpec("phone", "phone", None, "E.164, or national (read in the row's country's format)"),
         FieldSpec("firstName", "text", 255, "first name"),
         FieldSpec("lastName", "text", 255, "last name"),
         FieldSpec("address", "text", 255, "street address"),
@@ -106,6 +108,8 @@ class MappingSpec:
     #: warning) or ``reject_row``. Not part of ``config_digest``: it changes which rows are sent, not the
     #: bytes sent for a row.
     on_invalid_field: str = "drop_field"
+    #: Region (ISO alpha-2) of national phone numbers in rows without a mapped country; None = none.
+    default_phone_region: str | None = None
 
     @classmethod
     def build(
@@ -120,6 +124,7 @@ class MappingSpec:
         sms_status: str | Mapping[str, str] | None = None,
         send_welcome_message: bool = False,
         on_invalid_field: str = "drop_field",
+        default_phone_region: str | None = None,
         available_columns: Sequence[str] | None = None,
     ) -> MappingSpec:
         """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
@@ -170,6 +175,7 @@ class MappingSpec:
             problems.append(
                 f"on_invalid_field must be one of {_quoted(ON_INVALID_FIELD)}, got {on_invalid_field!r}"
             )
+        region = _phone_region(default_phone_region, problems)
         if not isinstance(send_welcome_message, bool):
             problems.append(f"send_welcome_message must be true or false, got {send_welcome_message!r}")
 
@@ -182,6 +188,7 @@ class MappingSpec:
             send_welcome_message=bool(send_welcome_message),
             segment_tag=own_tag,
             on_invalid_field=on_invalid_field,
+            default_phone_region=region,
         )
         if available_columns is not None and not problems:
             available = set(available_columns)
@@ -223,6 +230,8 @@ class MappingSpec:
             "sms_status": self.sms_status.as_config() if self.sms_status else None,
             "send_welcome_message": self.send_welcome_message,
         }
+        if self.default_phone_region is not None:  # only when set, so existing digests stay the same
+            config["default_phone_region"] = self.default_phone_region
         return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
@@ -280,3 +289,16 @@ def _channel(value: str | Mapping[str, str] | None, what: str, problems: list[st
         f"{what} must be a column name or {{'constant': one of {_quoted(CHANNEL_STATUSES)}}}, got {value!r}"
     )
     return None
+
+
+def _phone_region(value: str | None, problems: list[str]) -> str | None:
+    if value is None or value == "":
+        return None
+    region = str(value).strip().upper()
+    if region not in SUPPORTED_REGIONS:
+        problems.append(
+            f"default_phone_region {value!r} is not a region with phone numbering data; use an ISO 3166-1 "
+            "alpha-2 code such as 'FR', 'DE' or 'US'"
+        )
+        return None
+    return region

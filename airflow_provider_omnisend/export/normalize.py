@@ -24,7 +24,8 @@ Reason codes:
 ``missing_email``      the e-mail column is empty for this row
 ``invalid_email``      not ``local@domain.tld`` (see ``EMAIL_PATTERN``), over 254 characters, or a local
                        part over 64 characters
-``invalid_phone``      not E.164 (``+`` then 7 to 15 digits) after removing spaces, dashes, dots, ()
+``invalid_phone``      not E.164 (``+`` then 7 to 15 digits) after removing spaces, dashes, dots,
+                       (), nor a valid national number of the row's country or default_phone_region
 ``too_long``           a text field or custom property is longer than its limit (see mapping.py)
 ``invalid_country``    a countryCode value that is no ISO alpha-2/alpha-3/numeric code nor a country name
                        (English or one of countries.LANGUAGES) of exactly one country
@@ -63,6 +64,7 @@ from airflow_provider_omnisend.export.mapping import (
     MappingSpec,
     custom_property_slot,
 )
+from airflow_provider_omnisend.export.phones import national_to_e164
 from airflow_provider_omnisend.export.rejects import FIELD_DROPPED, make_rejects_table, source_values
 from airflow_provider_omnisend.export.text import (
     as_utf8,
@@ -89,6 +91,8 @@ EMAIL_MAX_LENGTH = 254
 EMAIL_LOCAL_MAX_LENGTH = 64
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 _PHONE_SEPARATORS = " -.()"  # tabs and line breaks were already turned into spaces
+#: A national number (or one with a 00 international prefix), after removing separators.
+_NATIONAL_SHAPE = r"^[0-9]{3,17}$"
 _BIRTHDATE_SHAPE = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?)?$"
@@ -162,8 +166,12 @@ def normalize_batch(
     cleaned = {column: clean_text(batch.column(column)) for column in spec.source_columns}
     slots: dict[str, pa.Array] = {}
     checks: list[_Check] = []
+    regions = _phone_regions(spec, cleaned)
     for name, column in spec.fields:
-        slots[name], field_checks = _normalise_field(FIELDS[name], cleaned[column], column)
+        if name == "phone":
+            slots[name], field_checks = _phone(cleaned[column], f'phone (column "{column}")', regions)
+        else:
+            slots[name], field_checks = _normalise_field(FIELDS[name], cleaned[column], column)
         checks += _guarding(name, field_checks)
     for name, column in spec.custom_properties:
         values = cleaned[column]
@@ -309,13 +317,6 @@ def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> t
     label = f'{field.name} (column "{column}")'
     if field.kind == "email":
         return _email(values, label)
-    if field.kind == "phone":
-        phone = remove_ascii(values, _PHONE_SEPARATORS)
-        detail = (
-            f"{label} is not an international number in E.164 form after removing spaces, dashes, dots "
-            "and parentheses; expected + and country code, e.g. +14155550123"
-        )
-        return _converted(values, phone, _is_e164(phone), "invalid_phone", detail)
     if field.kind == "country_code":
         codes = to_alpha2(values)
         detail = (
@@ -334,6 +335,46 @@ def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> t
     if field.max_length is None:
         raise AssertionError(f"text field {field.name} needs a max_length")
     return values, _length_checks(values, label, field.max_length)
+
+
+def _phone_regions(spec: MappingSpec, cleaned: dict[str, pa.StringArray]) -> pa.StringArray | None:
+    """Per row the region national phone numbers are read in: the row's mapped country (countryCode,
+    else country), else ``default_phone_region``; None when no row can have one."""
+    if spec.column_for("phone") is None:
+        return None
+    column = spec.column_for("countryCode") or spec.column_for("country")
+    if column is None and spec.default_phone_region is None:
+        return None
+    n = len(cleaned[spec.column_for("phone")])
+    regions = to_alpha2(cleaned[column]) if column is not None else pa.nulls(n, pa.string())
+    return regions.fill_null(spec.default_phone_region) if spec.default_phone_region else regions
+
+
+def _phone(
+    values: pa.StringArray, label: str, regions: pa.StringArray | None
+) -> tuple[pa.Array, list[_Check]]:
+    """E.164 values are kept (checked in numpy); national numbers (digits only) with a region are
+    converted by phones.py, one parse per distinct (number, region); the rest fails."""
+    phone = remove_ascii(values, _PHONE_SEPARATORS)
+    ok = _is_e164(phone)
+    todo = np.flatnonzero(_present(phone) & ~ok)
+    if regions is not None and todo.size:
+        at = pa.array(todo)
+        candidates = phone.take(at)
+        national = _mask(pc.match_substring_regex(candidates, _NATIONAL_SHAPE)) & _present(regions.take(at))
+        if national.any():
+            picked = pa.array(national)
+            converted = national_to_e164(candidates.filter(picked), regions.take(at).filter(picked))
+            got = _present(converted)
+            replaced = np.zeros(len(values), dtype=bool)
+            replaced[todo[national][got]] = True
+            ok |= replaced
+            phone = pc.replace_with_mask(phone, pa.array(replaced), converted.filter(pa.array(got)))
+    detail = (
+        f"{label} is neither an international number in E.164 form (+ and country code, e.g. "
+        "+14155550123) nor a valid national number of the row's country (or of default_phone_region)"
+    )
+    return _converted(values, phone, ok, "invalid_phone", detail)
 
 
 def _converted(

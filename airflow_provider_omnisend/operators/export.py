@@ -67,6 +67,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         country, birthdate, a custom property...) is sent without it and the problem is listed in the
         rejects file as a field warning; ``reject_row``: such a row is rejected. A missing or invalid
         e-mail always rejects the row.
+    :param default_phone_region: ISO alpha-2 region (e.g. ``FR``) of national phone numbers
+        (``06 12 34 56 78``) in rows without a mapped country; a row's mapped country wins.
     :param incremental: send only new and changed contacts (vs. the last snapshot).
     :param full_refresh: ignore the snapshot and send everything.
     :param mode: ``upsert`` (default) or ``mirror`` (also remove the segment tag from who left).
@@ -85,7 +87,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "source", "source_format", "segment", "entity", "mapping", "custom_properties", "tags",
-        "segment_tag", "email_status", "sms_status", "on_invalid_field", "omnisend_conn_id", "lake_conn_id",
+        "segment_tag", "email_status", "sms_status", "on_invalid_field", "default_phone_region",
+        "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
         "max_reject_ratio", "requests_per_minute",
     )
@@ -110,6 +113,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         sms_status: str | Mapping[str, str] | None = None,
         send_welcome_message: bool = False,
         on_invalid_field: str = "drop_field",
+        default_phone_region: str | None = None,
         dry_run: bool = False,
         incremental: bool = True,
         full_refresh: bool = False,
@@ -140,6 +144,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.sms_status = sms_status
         self.send_welcome_message = send_welcome_message
         self.on_invalid_field = on_invalid_field
+        self.default_phone_region = default_phone_region
         self.dry_run = dry_run
         self.incremental = incremental
         self.full_refresh = full_refresh
@@ -170,7 +175,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
-                on_invalid_field=str(self.on_invalid_field), available_columns=export.columns)
+                on_invalid_field=str(self.on_invalid_field),
+                default_phone_region=self.default_phone_region or None, available_columns=export.columns)
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
                 max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
