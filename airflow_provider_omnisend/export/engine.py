@@ -39,6 +39,7 @@ import pyarrow as pa
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendValidationError
 from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
 from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcome
+from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import hash_strings, key_check, state_key
 from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
 from airflow_provider_omnisend.export.mapping import MappingSpec
@@ -695,8 +696,8 @@ class ExportEngine:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = posixpath.join(root, "batches", f"{stamp}-{plan[:12]}.txt")
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        with fs.open(path, "w") as fh:
-            fh.write("\n".join(self.batch_ids) + "\n")
+        with open_private(fs, path) as fh:
+            fh.write(("\n".join(self.batch_ids) + "\n").encode())
         summary.batch_ids_path = fs.unstrip_protocol(path)
 
 

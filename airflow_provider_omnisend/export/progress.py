@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_provider_omnisend.export.files import open_private
+
 PROGRESS_KEY = "omnisend_export_progress"
 
 JOURNAL_SCHEMA = pa.schema([
@@ -116,7 +118,7 @@ class Journal:
         name = f"part-{self._parts_written:06d}-{uuid.uuid4().hex[:8]}.parquet"
         # Written under a temporary name, then renamed: a crash mid-write never leaves a torn part.
         temporary = posixpath.join(self.dir, f".{name}.tmp")
-        with self.fs.open(temporary, "wb") as fh:
+        with open_private(self.fs, temporary) as fh:
             pq.write_table(table, fh)
         self.fs.mv(temporary, posixpath.join(self.dir, name))
         self._parts_written += 1

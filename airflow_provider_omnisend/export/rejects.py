@@ -17,6 +17,12 @@ gets a ``source_`` prefix.
 - ``field_dropped``: with ``on_invalid_field="drop_field"`` the contact WAS sent, without the optional
   field named in ``field`` (e.g. ``countryCode``, ``customProperties.ltv``) whose value was invalid.
   A row can have several such records. They are warnings and never count toward ``max_reject_ratio``.
+Mapping both ``row`` and ``source_row`` (or any such pair) is refused: the file would have two
+columns of the same name.
+
+A CSV rejects file is opened in spreadsheets: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR
+(a source value or Omnisend's own message) would run as a formula, so it gets a leading ``'``. Parquet
+keeps the values exactly as read.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -51,6 +58,12 @@ _RESERVED = {field.name for field in BASE_FIELDS}
 def rejects_schema(source_columns: Sequence[str]) -> pa.Schema:
     """Schema of the rejects file for these mapped source columns."""
     names = [f"source_{c}" if c in _RESERVED else c for c in source_columns]
+    clashes = sorted({n for n in names if names.count(n) > 1} & {f"source_{c}" for c in _RESERVED})
+    if clashes:
+        raise ValueError(
+            f"The mapping uses source columns that both become {', '.join(clashes)} in the rejects file "
+            f"(a source column named {', '.join(sorted(_RESERVED))} gets a source_ prefix). Rename one of "
+            "them in the lake, or map only one.")
     return pa.schema([*BASE_FIELDS, *(pa.field(name, pa.string()) for name in names)])
 
 
@@ -101,6 +114,21 @@ def source_values(
     """The raw (as read) source values of ``batch`` at ``positions``, as strings, for a rejects table."""
     at = pa.array(np.asarray(positions, dtype=np.int64))
     return pa.table({column: as_utf8(batch.column(column)).take(at) for column in source_columns})
+
+
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """``table`` with a ``'`` before every string cell a spreadsheet would read as a formula."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type):
+            risky = pc.match_substring_regex(column, _FORMULA_START)
+            columns.append(pc.if_else(risky, pc.utf8_replace_slice(column, 0, 0, "'"), column))
+        else:
+            columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 class RejectsWriter:
@@ -191,7 +219,8 @@ class RejectsWriter:
 
     def _flush(self) -> None:
         if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending))
+            table = pa.concat_tables(self._pending)
+            self._writer.write_table(neutralise_formulas(table) if self.format == "csv" else table)
             self._pending.clear()
             self._pending_rows = 0
 

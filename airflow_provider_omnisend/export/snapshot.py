@@ -147,7 +147,8 @@ def fetch_snapshot(
         table = pq.read_table(path)
         order = np.argsort(_u64(table.column("key")), kind="stable")
         path = os.path.join(local_dir, "previous-snapshot-sorted.parquet")
-        pq.write_table(table.take(pa.array(order)), path, compression="zstd")
+        with open_private(LocalFileSystem(), path) as handle:
+            pq.write_table(table.take(pa.array(order)), handle, compression="zstd")
     return path
 
 
@@ -274,7 +275,7 @@ def write_snapshot_batches(
     now = datetime.now(UTC)
     name = f"snapshot-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
     rows = 0
-    with fs.open(posixpath.join(root, name), "wb") as handle, pq.ParquetWriter(
+    with open_private(fs, posixpath.join(root, name)) as handle, pq.ParquetWriter(
         handle, SNAPSHOT_SCHEMA, compression="zstd"
     ) as writer:
         for batch in batches:

@@ -197,8 +197,13 @@ def sniff_csv(
         raise PartitionUnreadable(url, reason="the file is empty or its first line is blank",
                                   hint="A CSV source needs a header row naming the columns.")
     delimiter = max(_DELIMITER_CANDIDATES, key=first_line.count)
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
-    return [h.strip() for h in header], delimiter
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=delimiter))]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        names = ", ".join(map(repr, twice))
+        raise PartitionUnreadable(url, reason=f"the header names {names} more than once",
+                                  hint="Which column is meant is ambiguous: rename or drop the duplicates.")
+    return header, delimiter
 
 
 def resolve_csv(source: str, root: Location, entry: Mapping[str, Any], options: CsvOptions | None, *,

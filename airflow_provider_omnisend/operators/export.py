@@ -7,9 +7,11 @@ task state store (kept across retries, unlike XCom), so a retry after a crash co
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ from airflow_provider_omnisend.export.engine import (
 )
 from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
-from airflow_provider_omnisend.export.rejects import RejectsWriter
+from airflow_provider_omnisend.export.rejects import RejectsWriter, rejects_schema
 from airflow_provider_omnisend.hooks.lake import (
     companion_storage_options,
     default_state_path,
@@ -177,6 +179,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
                 on_invalid_field=str(self.on_invalid_field),
                 default_phone_region=self.default_phone_region or None, available_columns=export.columns)
+            rejects_schema(spec.source_columns)  # refuses columns the rejects file could not tell apart
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
                 max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
@@ -269,8 +272,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
         (SIGKILL, OOM, a lost node) leaves its staging behind, and the next try removes it instead of
         leaving customer data in the temp folder for good.
         """
-        path = Path(tempfile.gettempdir(), "omnisend-staging", *_task_instance_parts(context))
+        root = Path(tempfile.gettempdir(), "omnisend-staging")
+        path = root.joinpath(*_task_instance_parts(context))
         try:
+            _own_private_dir(root)
             if path.exists():
                 self.log.info("Removing the staging a previous try left behind: %s", path)
                 shutil.rmtree(path)
@@ -292,14 +297,29 @@ class OmnisendExportSegmentOperator(BaseOperator):
 def _task_instance_parts(context: Context) -> list[str]:
     """dag id / run id / task id[-map index], safe as folder names."""
     ti = context["ti"]
-    parts = [context["dag"].dag_id, _slug(str(context.get("run_id") or "manual")), ti.task_id]
+    task = ti.task_id
     if getattr(ti, "map_index", -1) not in (None, -1):
-        parts[-1] += f"-{ti.map_index}"
-    return parts
+        task += f"-{ti.map_index}"
+    return [_slug(str(context["dag"].dag_id)), _slug(str(context.get("run_id") or "manual")), _slug(task)]
 
 
 def _slug(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:120]
+    """A single safe folder name: no separator, and never "." or ".." (Airflow accepts a run_id "..",
+    which would otherwise climb out of the run and staging folders)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:120]
+    return re.sub(r"^\.", "_", slug) or "_"
+
+
+def _own_private_dir(root: Path) -> None:
+    """Create the shared staging root (mode 0700), or check that the existing one is a real folder of
+    ours (then made owner-only): a symlink or a folder planted by another user of the machine would
+    receive (or expose) customer e-mails."""
+    root.mkdir(mode=0o700, exist_ok=True)
+    info = root.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(errno.EPERM, f"{root} is a symlink or not a folder of this user; remove it")
+    if info.st_mode & 0o077:
+        root.chmod(0o700)
 
 
 def _opt_int(value: Any) -> int | None:

@@ -208,3 +208,109 @@ def test_manifest_locations_cannot_escape_the_export(tmp_path, layout, location)
     if "elsewhere" not in location:
         assert "outside the export folder" in message and "pii.csv" in message, message
     _TRIED[f"{layout} location {location}"] = "LakeError naming the entry, file not read"
+
+
+# ------------------------------------------------------------------------- rejects, folders, file modes
+FORMULAS = ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain", None]
+
+
+def test_csv_rejects_neutralise_formulas_and_parquet_keeps_raw_values(tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from airflow_provider_omnisend.export.rejects import RejectsWriter
+
+    for fmt in ("csv", "parquet"):
+        path = str(tmp_path / f"rejects.{fmt}")
+        with RejectsWriter(path, format=fmt, source_columns=["Name"]) as writer:
+            writer.add(list(range(len(FORMULAS))), "omnisend_rejected",
+                       ["=cmd|' /C calc'!A0"] * len(FORMULAS),
+                       pa.table({"Name": pa.array(FORMULAS, pa.string())}))
+        if fmt == "csv":
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={"Name": pa.string(), "detail": pa.string()}, strings_can_be_null=True))
+            names = table.column("Name").to_pylist()
+            assert names == [None if v is None else ("'" + v if v != "plain" else v) for v in FORMULAS]
+            assert set(table.column("detail").to_pylist()) == {"'=cmd|' /C calc'!A0"}
+        else:
+            assert pq.read_table(path).column("Name").to_pylist() == FORMULAS
+    _TRIED["formula cells in CSV rejects"] = "quoted; Parquet raw"
+
+
+def _operator_context(dag_id: str, run_id: str, task_id: str):
+    from types import SimpleNamespace
+
+    ti = SimpleNamespace(task_id=task_id, map_index=-1)
+    return {"dag": SimpleNamespace(dag_id=dag_id), "ti": ti, "run_id": run_id}
+
+
+def _operator():
+    from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+
+    return OmnisendExportSegmentOperator(task_id="export", source="/nowhere", segment="S",
+                                         mapping={"email": "Email"})
+
+
+def test_dot_dot_run_id_stays_in_its_own_folders(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    other = tmp_path / "tmp" / "omnisend-staging" / "other_dag"
+    other.mkdir(parents=True)
+    (other / "keep.parquet").write_text("another DAG's staging")
+    op = _operator()
+    for run_id in ("..", ".", "../../x", "a/b"):
+        context = _operator_context("dag_a", run_id, "other_dag")
+        work = Path(op._work_dir(context))
+        run = op._run_dir(context)
+        assert work.parent.parent == tmp_path / "tmp" / "omnisend-staging" / "dag_a"
+        assert run.parent.parent == tmp_path / "home" / "omnisend_runs" / "dag_a"
+    assert (other / "keep.parquet").exists()
+    assert op._run_dir(_operator_context("dag_b", "r1", "export")) != op._run_dir(
+        _operator_context("dag_c", "r1", "export"))
+    _TRIED["run_id '..', '.', '../../x'"] = "kept inside the DAG's folders"
+
+
+def test_symlinked_staging_root_is_refused(tmp_path, monkeypatch):
+    import tempfile
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "attacker").mkdir()
+    (tmp_path / "tmp" / "omnisend-staging").symlink_to(tmp_path / "attacker")
+    with pytest.raises(AirflowFailException, match="symlink"):
+        _operator()._work_dir(_operator_context("dag_a", "r1", "export"))
+    assert not any((tmp_path / "attacker").iterdir())
+    _TRIED["symlinked staging root"] = "refused"
+
+
+def test_state_files_are_owner_only(tmp_path):
+    import stat
+
+    import pyarrow as pa
+
+    from airflow_provider_omnisend.export.snapshot import SNAPSHOT_SCHEMA, write_snapshot
+
+    table = pa.table({"key": pa.array([1, 2], pa.uint64()), "fp": pa.array([3, 4], pa.uint64()),
+                      "contact_id": pa.array(["a", "b"])}, schema=SNAPSHOT_SCHEMA)
+    write_snapshot(str(tmp_path / "state"), table, hash_key=b"k" * 16, config_digest="d")
+    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert len(files) >= 2
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+
+
+def test_ambiguous_columns_are_refused(tmp_path):
+    from airflow_provider_omnisend.export.rejects import rejects_schema
+    from airflow_provider_omnisend.lake import LakeError, resolve_export
+
+    with pytest.raises(ValueError, match="source_row"):
+        rejects_schema(["row", "source_row", "Email"])
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "export.csv").write_text("Email,Name,Email\nann@example.com,Ann,bob@example.com\n")
+    with pytest.raises(LakeError, match="'Email' more than once"):
+        resolve_export(str(tmp_path / "lake"))
+    _TRIED["row + source_row mapped; two Email headers"] = "refused"
