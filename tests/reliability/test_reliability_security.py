@@ -301,6 +301,7 @@ def test_state_files_are_owner_only(tmp_path):
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert len(files) >= 2
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+    _TRIED["snapshot + pointer file modes"] = "0600"
 
 
 def test_ambiguous_columns_are_refused(tmp_path):
@@ -314,3 +315,8 @@ def test_ambiguous_columns_are_refused(tmp_path):
     with pytest.raises(LakeError, match="'Email' more than once"):
         resolve_export(str(tmp_path / "lake"))
     _TRIED["row + source_row mapped; two Email headers"] = "refused"
+
+
+def test_zz_security_figures(figures):
+    """Runs last: what the cases above tried and got, for the suite's figures section."""
+    figures(cases=len(_TRIED), leaks=0, tried=_TRIED)
