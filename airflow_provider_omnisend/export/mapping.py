@@ -22,6 +22,7 @@ from typing import Literal
 import orjson
 
 from airflow_provider_omnisend.export.phones import SUPPORTED_REGIONS
+from airflow_provider_omnisend.export.typed import PROPERTY_TYPES
 
 FieldKind = Literal["email", "phone", "text", "country_code", "gender", "birthdate", "timestamp"]
 
@@ -110,6 +111,8 @@ class MappingSpec:
     on_invalid_field: str = "drop_field"
     #: Region (ISO alpha-2) of national phone numbers in rows without a mapped country; None = none.
     default_phone_region: str | None = None
+    #: ``(property name, type)`` for custom properties not sent as strings (see typed.py).
+    custom_property_types: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def build(
@@ -125,6 +128,7 @@ class MappingSpec:
         send_welcome_message: bool = False,
         on_invalid_field: str = "drop_field",
         default_phone_region: str | None = None,
+        custom_property_types: Mapping[str, str] | None = None,
         available_columns: Sequence[str] | None = None,
     ) -> MappingSpec:
         """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
@@ -176,6 +180,7 @@ class MappingSpec:
                 f"on_invalid_field must be one of {_quoted(ON_INVALID_FIELD)}, got {on_invalid_field!r}"
             )
         region = _phone_region(default_phone_region, problems)
+        types = _property_types(custom_property_types, [name for name, _ in props], problems)
         if not isinstance(send_welcome_message, bool):
             problems.append(f"send_welcome_message must be true or false, got {send_welcome_message!r}")
 
@@ -189,6 +194,7 @@ class MappingSpec:
             segment_tag=own_tag,
             on_invalid_field=on_invalid_field,
             default_phone_region=region,
+            custom_property_types=types,
         )
         if available_columns is not None and not problems:
             available = set(available_columns)
@@ -201,6 +207,10 @@ class MappingSpec:
         if problems:
             raise MappingError("invalid Omnisend mapping:\n- " + "\n- ".join(problems))
         return spec
+
+    def property_type(self, name: str) -> str:
+        """The type custom property ``name`` is sent as (``string`` unless declared otherwise)."""
+        return dict(self.custom_property_types).get(name, "string")
 
     def column_for(self, field: str) -> str | None:
         """The source column mapped to Omnisend ``field``, or None."""
@@ -230,8 +240,11 @@ class MappingSpec:
             "sms_status": self.sms_status.as_config() if self.sms_status else None,
             "send_welcome_message": self.send_welcome_message,
         }
-        if self.default_phone_region is not None:  # only when set, so existing digests stay the same
+        # only when set, so the digests of existing mappings stay the same
+        if self.default_phone_region is not None:
             config["default_phone_region"] = self.default_phone_region
+        if self.custom_property_types:
+            config["custom_property_types"] = self.custom_property_types
         return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
@@ -302,3 +315,26 @@ def _phone_region(value: str | None, problems: list[str]) -> str | None:
         )
         return None
     return region
+
+
+def _property_types(
+    types: Mapping[str, str] | None, properties: Sequence[str], problems: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """Declared non-string types of mapped custom properties, sorted by name."""
+    if not types:
+        return ()
+    if not isinstance(types, Mapping):
+        problems.append(f"custom_property_types must be a dict {{name: type}}, not {type(types).__name__}")
+        return ()
+    declared: list[tuple[str, str]] = []
+    for name, kind in sorted(types.items()):
+        if name not in properties:
+            problems.append(
+                f"custom_property_types names {name!r}, which is not a mapped custom property; mapped are "
+                f"{_quoted(properties)}"
+            )
+        elif kind not in PROPERTY_TYPES:
+            problems.append(f"custom property {name!r} type {kind!r} is not one of {_quoted(PROPERTY_TYPES)}")
+        elif kind != "string":
+            declared.append((name, kind))
+    return tuple(declared)

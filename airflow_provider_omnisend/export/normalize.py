@@ -32,6 +32,8 @@ Reason codes:
 ``invalid_gender``     not m, f, male or female (any case)
 ``invalid_birthdate``  not a real calendar date ``YYYY-MM-DD`` (an ISO timestamp keeps its date part)
 ``invalid_created_at`` createdAt is not an RFC 3339 timestamp
+``invalid_property``   a custom property typed number, boolean or date whose value does not fit that
+                       type (see typed.py)
 ``invalid_status``     a channel status column holds something other than subscribed, nonSubscribed,
                        unsubscribed (any case)
 =====================  ===============================================================================
@@ -76,6 +78,7 @@ from airflow_provider_omnisend.export.text import (
     trim,
     with_validity,
 )
+from airflow_provider_omnisend.export.typed import TYPE_EXAMPLES, cast_property
 
 _LINE_BREAKS = r"[\t\n\r\v\f\x{85}]+"
 _CONTROLS = r"\p{Cc}"
@@ -174,11 +177,9 @@ def normalize_batch(
             slots[name], field_checks = _normalise_field(FIELDS[name], cleaned[column], column)
         checks += _guarding(name, field_checks)
     for name, column in spec.custom_properties:
-        values = cleaned[column]
         slot = custom_property_slot(name)
-        slots[slot] = values
-        label = f'custom property {name!r} (column "{column}")'
-        checks += _guarding(slot, _length_checks(values, label, CUSTOM_PROPERTY_MAX_LENGTH))
+        slots[slot], found = _custom_property(cleaned[column], name, column, spec.property_type(name))
+        checks += _guarding(slot, found)
     for slot, what, status in (
         (EMAIL_STATUS_SLOT, "email_status", spec.email_status),
         (SMS_STATUS_SLOT, "sms_status", spec.sms_status),
@@ -375,6 +376,17 @@ def _phone(
         "+14155550123) nor a valid national number of the row's country (or of default_phone_region)"
     )
     return _converted(values, phone, ok, "invalid_phone", detail)
+
+
+def _custom_property(
+    values: pa.StringArray, name: str, column: str, kind: str
+) -> tuple[pa.Array, list[_Check]]:
+    label = f'custom property {name!r} (column "{column}")'
+    if kind == "string":
+        return values, _length_checks(values, label, CUSTOM_PROPERTY_MAX_LENGTH)
+    converted, ok = cast_property(values, kind)
+    detail = f"{label} is not a {kind} ({TYPE_EXAMPLES[kind]})"
+    return _converted(values, converted, ok, "invalid_property", detail)
 
 
 def _converted(

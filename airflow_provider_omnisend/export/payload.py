@@ -42,6 +42,7 @@ from airflow_provider_omnisend.export.text import (
     value_bytes,
     with_validity,
 )
+from airflow_provider_omnisend.export.typed import UNQUOTED_TYPES
 
 _METHODS = ("POST", "PUT")
 _ENDPOINTS = ("contacts", "products", "events", "categories")
@@ -107,7 +108,8 @@ def build_items(table: pa.Table, spec: MappingSpec) -> pa.StringArray:
         for (name, _source), property_values, mask in zip(spec.custom_properties, values, masks, strict=True):
             key = json_literal(name)
             # no comma before the first property present in a row
-            row.member([f"{key}:", f",{key}:"], property_values, choice=np.where(seen, 1, 0))
+            row.member([f"{key}:", f",{key}:"], property_values, choice=np.where(seen, 1, 0),
+                       quoted=spec.property_type(name) not in UNQUOTED_TYPES)
             seen |= mask
         row.text("}", any_property)
     if spec.tags:
@@ -139,17 +141,23 @@ class _RowBuilder:
     def value(self, values: pa.Array) -> None:
         self.pieces.append(values)
 
-    def member(self, keys: list[str], values: pa.StringArray, *, choice: np.ndarray | None = None) -> None:
-        """``<key>"value"`` where the value is present; ``choice`` picks one of ``keys`` per row."""
+    def member(
+        self, keys: list[str], values: pa.StringArray, *, choice: np.ndarray | None = None,
+        quoted: bool = True,
+    ) -> None:
+        """``<key>"value"`` where the value is present; ``choice`` picks one of ``keys`` per row.
+        ``quoted=False`` writes the value as is: it must already be a JSON literal (number, boolean)."""
         mask = present(values)
         if not mask.any():
             return
+        quote = '"' if quoted else ""
         if len(keys) == 1:
-            self.text(keys[0] + '"', mask)
+            self.text(keys[0] + quote, mask)
         else:
-            self.pieces.append(choose_text([k + '"' for k in keys], np.where(mask, choice, -1)))
-        self.value(json_escape(values))
-        self.text('"', mask)
+            self.pieces.append(choose_text([k + quote for k in keys], np.where(mask, choice, -1)))
+        self.value(json_escape(values) if quoted else values)
+        if quoted:
+            self.text('"', mask)
 
     def channel(
         self,

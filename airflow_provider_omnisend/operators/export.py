@@ -60,6 +60,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param segment: the segment's name (picks the CDM entity and names the segment tag).
     :param mapping: ``{omnisend_field: source_column}``; ``email`` is required.
     :param custom_properties: ``{omnisend_property: source_column}``.
+    :param custom_property_types: ``{omnisend_property: "number"|"boolean"|"date"|"string"}``: send
+        those properties as JSON numbers, booleans or ISO-8601 dates (default: strings); a value that
+        does not fit is a field warning.
     :param tags: static tags added to every contact.
     :param segment_tag: the segment tag (default ``segment: <segment>``); ``None`` turns it off.
     :param email_status: / :param sms_status: a channel status column or ``{"constant": "subscribed"}``.
@@ -88,13 +91,16 @@ class OmnisendExportSegmentOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source", "source_format", "segment", "entity", "mapping", "custom_properties", "tags",
+        "source", "source_format", "segment", "entity", "mapping", "custom_properties",
+        "custom_property_types", "tags",
         "segment_tag", "email_status", "sms_status", "on_invalid_field", "default_phone_region",
         "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
         "max_reject_ratio", "requests_per_minute",
     )
-    template_fields_renderers = {"mapping": "json", "custom_properties": "json"}
+    template_fields_renderers = {
+        "mapping": "json", "custom_properties": "json", "custom_property_types": "json",
+    }
     operator_extra_links = (OmnisendSegmentLink(),)
     ui_color = "#ffd7c2"
 
@@ -116,6 +122,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         send_welcome_message: bool = False,
         on_invalid_field: str = "drop_field",
         default_phone_region: str | None = None,
+        custom_property_types: Mapping[str, str] | None = None,
         dry_run: bool = False,
         incremental: bool = True,
         full_refresh: bool = False,
@@ -147,6 +154,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.send_welcome_message = send_welcome_message
         self.on_invalid_field = on_invalid_field
         self.default_phone_region = default_phone_region
+        self.custom_property_types = custom_property_types
         self.dry_run = dry_run
         self.incremental = incremental
         self.full_refresh = full_refresh
@@ -178,7 +186,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
                 on_invalid_field=str(self.on_invalid_field),
-                default_phone_region=self.default_phone_region or None, available_columns=export.columns)
+                default_phone_region=self.default_phone_region or None,
+                custom_property_types=self.custom_property_types, available_columns=export.columns)
             rejects_schema(spec.source_columns)  # refuses columns the rejects file could not tell apart
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
