@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +23,8 @@ TERMINAL_STATUSES = frozenset({"finished", "stopped"})
 MAX_LIST_PAGES = 400
 #: List pages always worth reading, even for a handful of batches.
 MIN_LIST_PAGES = 4
+#: What :func:`batch_counts` reports per batch (the batch sensor's and trigger's XCom/event value).
+COUNT_KEYS = ("status", "totalCount", "finishedCount", "errorsCount")
 
 
 class BatchApi(Protocol):
@@ -165,6 +167,17 @@ class BatchConfirmer:
                                                 response_code=_int(item.get("responseCode")),
                                                 message=_item_message(item)))
         return outcome
+
+
+def batch_counts(api: BatchApi, batch_ids: Sequence[str]) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """(all terminal?, per-batch status and counts), confirmed in bulk through list pages.
+
+    Lives here, below both the batch sensor and its trigger, so that neither imports the other.
+    """
+    summaries = BatchConfirmer(api).summaries(batch_ids)
+    counts = {bid: {k: summaries[bid].get(k) for k in COUNT_KEYS} for bid in batch_ids}
+    done = all(c["status"] in TERMINAL_STATUSES for c in counts.values())
+    return done, counts
 
 
 def _item_email(item: Mapping[str, Any]) -> str | None:

@@ -10,11 +10,9 @@ import fsspec
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_omnisend.export.confirm import TERMINAL_STATUSES, BatchConfirmer
+from airflow_provider_omnisend.export.confirm import TERMINAL_STATUSES, batch_counts
 from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
 from airflow_provider_omnisend.triggers.batches import OmnisendBatchTrigger
-
-COUNT_KEYS = ("status", "totalCount", "finishedCount", "errorsCount")
 
 
 def load_batch_ids(batch_ids: Sequence[str] | Mapping[str, Any] | str | None) -> list[str]:
@@ -30,14 +28,6 @@ def load_batch_ids(batch_ids: Sequence[str] | Mapping[str, Any] | str | None) ->
                 return [line.strip() for line in fh.read().splitlines() if line.strip()]
         return [part.strip() for part in batch_ids.split(",") if part.strip()]
     return [str(b) for b in batch_ids]
-
-
-def batch_counts(hook: OmnisendHook, batch_ids: Sequence[str]) -> tuple[bool, dict[str, dict[str, Any]]]:
-    """(all terminal?, per-batch status and counts), confirmed in bulk through list pages."""
-    summaries = BatchConfirmer(hook.get_client()).summaries(batch_ids)
-    counts = {bid: {k: summaries[bid].get(k) for k in COUNT_KEYS} for bid in batch_ids}
-    done = all(c["status"] in TERMINAL_STATUSES for c in counts.values())
-    return done, counts
 
 
 class OmnisendBatchSensor(BaseSensorOperator):
@@ -70,7 +60,8 @@ class OmnisendBatchSensor(BaseSensorOperator):
         ids = load_batch_ids(self.batch_ids)
         if not ids:
             return PokeReturnValue(is_done=True, xcom_value={})
-        done, counts = batch_counts(OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share), ids)
+        hook = OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share)
+        done, counts = batch_counts(hook.get_client(), ids)
         if not done:
             waiting = sum(1 for c in counts.values() if c["status"] not in TERMINAL_STATUSES)
             self.log.info("%d of %d Omnisend batches still processing", waiting, len(ids))

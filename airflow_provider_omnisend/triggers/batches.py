@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_omnisend.export.confirm import batch_counts
+
 
 class OmnisendBatchTrigger(BaseTrigger):
     """Polls batch statuses until all are terminal. Its kwargs hold ids and a connection id, no secret:
@@ -28,13 +30,12 @@ class OmnisendBatchTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
-        from airflow_provider_omnisend.sensors.batches import batch_counts
 
         try:
-            hook = OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share)
+            client = OmnisendHook(self.omnisend_conn_id, rate_share=self.rate_share).get_client()
             while True:
                 # The HTTP client is synchronous: keep it off the event loop.
-                done, counts = await asyncio.to_thread(batch_counts, hook, self.batch_ids)
+                done, counts = await asyncio.to_thread(batch_counts, client, self.batch_ids)
                 if done:
                     yield TriggerEvent({"status": "success", "counts": counts})
                     return

@@ -1,28 +1,55 @@
 """Test controls under ``/_emulator`` (no auth): health, state counters, stored contacts, reset, config.
 
-A mixin of :class:`~airflow_provider_omnisend.testing.emulator.app.Emulator`, whose attributes it uses.
+A mixin of :class:`~airflow_provider_omnisend.testing.emulator.app.Emulator`. What it may touch of the
+emulator is spelled out by the :class:`EmulatorCore` protocol, so this module never imports ``app`` (which
+imports it): the imports point one way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
+from .batches import BatchStore
 from .config import API_VERSION, Faults, Settings, apply_changes
 from .problems import ProblemError, json_response, problem
+from .ratelimit import SlidingWindowLimiter
+from .store import ContactStore
 
-if TYPE_CHECKING:
-    from .app import Emulator
+
+class EmulatorCore(Protocol):
+    """The emulator's state as the controls see it: what they report and what a reset puts back."""
+
+    settings: Settings
+    initial_settings: Settings
+    store: ContactStore
+    batches: BatchStore
+    limiter: SlidingWindowLimiter
+    faults: Faults
+    requests: Counter[str]
+    responses: Counter[str]
+    rate_limited: int
+    tag_operations: int
+    tag_handles: set[asyncio.TimerHandle]
+
+    @staticmethod
+    def _int_param(  # noqa: PLR0917 - mirrors the emulator's helper
+        query: Any, name: str, default: int, lo: int, hi: int | None, errors: list[dict[str, str]]
+    ) -> int: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
 
 
 class ControlsMixin:
-    async def health(self: Emulator, request: web.Request) -> web.Response:
+    async def health(self: EmulatorCore, request: web.Request) -> web.Response:
         return json_response({"status": "ok", "apiVersion": API_VERSION})
 
-    def state_dict(self: Emulator) -> dict[str, Any]:
+    def state_dict(self: EmulatorCore) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
             "responses": dict(self.responses),
@@ -42,10 +69,10 @@ class ControlsMixin:
             "config": self.settings.public(),
         }
 
-    async def state(self: Emulator, request: web.Request) -> web.Response:
+    async def state(self: EmulatorCore, request: web.Request) -> web.Response:
         return json_response(self.state_dict())
 
-    async def emulator_contacts(self: Emulator, request: web.Request) -> web.Response:
+    async def emulator_contacts(self: EmulatorCore, request: web.Request) -> web.Response:
         errors: list[dict[str, str]] = []
         offset = self._int_param(request.query, "offset", 0, 0, None, errors)
         limit = self._int_param(request.query, "limit", 100, 1, 10_000, errors)
@@ -61,7 +88,7 @@ class ControlsMixin:
             }
         )
 
-    async def export_contacts(self: Emulator, request: web.Request) -> web.StreamResponse:
+    async def export_contacts(self: EmulatorCore, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -78,7 +105,7 @@ class ControlsMixin:
         await resp.write_eof()
         return resp
 
-    async def reset(self: Emulator, request: web.Request) -> web.Response:
+    async def reset(self: EmulatorCore, request: web.Request) -> web.Response:
         for handle in self.tag_handles:
             handle.cancel()
         self.tag_handles.clear()
@@ -96,10 +123,10 @@ class ControlsMixin:
         self.faults.reseed(self.settings.seed)
         return json_response({"status": "reset"})
 
-    async def get_config(self: Emulator, request: web.Request) -> web.Response:
+    async def get_config(self: EmulatorCore, request: web.Request) -> web.Response:
         return json_response(self.settings.public())
 
-    async def set_config(self: Emulator, request: web.Request) -> web.Response:
+    async def set_config(self: EmulatorCore, request: web.Request) -> web.Response:
         try:
             changes = orjson.loads(await request.read() or b"{}")
         except orjson.JSONDecodeError:
