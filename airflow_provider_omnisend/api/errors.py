@@ -7,6 +7,7 @@ Server text is untrusted: :func:`redact` removes the key and header values a ser
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -137,13 +138,22 @@ _HEADER_VALUE = re.compile(
 REDACTED = "***"
 
 
+@functools.lru_cache(maxsize=8)
 def secret_forms(secret: str) -> tuple[str, ...]:
-    """``secret`` as it may appear in a server's text: raw, JSON-escaped, repr-escaped, URL-encoded."""
+    """``secret`` as it may appear in a server's text: raw, JSON-escaped, repr-escaped (either quote),
+    URL-encoded, and two such layers deep (a repr inside a JSON string is what an echoing server sends)."""
     if not secret:
         return ()
-    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], secret.replace("'", "\\'"),
-             quote(secret, safe="")}
+    forms = {secret}
+    for _ in range(2):
+        forms |= {escaped for form in forms for escaped in _escaped(form)}
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _escaped(text: str) -> set[str]:
+    backslashed = text.replace("\\", "\\\\")
+    return {json.dumps(text)[1:-1], backslashed, backslashed.replace("'", "\\'"),
+            backslashed.replace('"', '\\"'), quote(text, safe="")}
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:

@@ -553,7 +553,7 @@ class ExportEngine:
             return err  # the whole batch was refused: its rows are rejected with Omnisend's message
         batch_id = response.get("batchID")
         if not batch_id:
-            raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r}")
+            raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r:.300}")
         return str(batch_id)
 
     def _collect(self, in_flight: dict[Future, Chunk], pending: dict[str, Chunk]) -> None:

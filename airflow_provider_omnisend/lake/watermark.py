@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.lake.errors import LakeAccessError, LakeError, safe_reason
 from airflow_provider_omnisend.lake.fs import Location, resolve_location
 
@@ -81,7 +82,7 @@ def write_watermark(
     tmp = loc.parent().child(f".{key}.{uuid.uuid4().hex}.tmp")
     try:
         loc.fs.makedirs(loc.parent().path, exist_ok=True)
-        with loc.fs.open(tmp.path, "wb") as fh:
+        with open_private(loc.fs, tmp.path) as fh:  # state files are owner-only, like the snapshots
             fh.write(body)
         loc.fs.mv(tmp.path, loc.path)
     except Exception as err:

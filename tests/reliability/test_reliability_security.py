@@ -45,7 +45,9 @@ def hostile() -> Iterator[ServerProcess]:
 
 
 def _leaks(*texts: str) -> list[str]:
-    return [form for form in secret_forms(SECRET) for text in texts if form in text]
+    """Any piece of the key, in any escaped form: its head and its tail are distinctive on their own."""
+    pieces = ("SECRET", "7f3a9c", *secret_forms(SECRET))
+    return [piece for piece in pieces for text in texts if piece in text]
 
 
 def _client(url: str, version: str = "2026-03-15", **kwargs) -> OmnisendClient:
@@ -294,14 +296,16 @@ def test_state_files_are_owner_only(tmp_path):
     import pyarrow as pa
 
     from airflow_provider_omnisend.export.snapshot import SNAPSHOT_SCHEMA, write_snapshot
+    from airflow_provider_omnisend.lake import write_watermark
 
     table = pa.table({"key": pa.array([1, 2], pa.uint64()), "fp": pa.array([3, 4], pa.uint64()),
                       "contact_id": pa.array(["a", "b"])}, schema=SNAPSHOT_SCHEMA)
     write_snapshot(str(tmp_path / "state"), table, hash_key=b"k" * 16, config_digest="d")
+    write_watermark(str(tmp_path / "state"), "omnisend_default__vip", "export-1")
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    assert len(files) >= 2
+    assert len(files) >= 3
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
-    _TRIED["snapshot + pointer file modes"] = "0600"
+    _TRIED["snapshot, pointer, watermark file modes"] = "0600"
 
 
 def test_ambiguous_columns_are_refused(tmp_path):
@@ -320,3 +324,33 @@ def test_ambiguous_columns_are_refused(tmp_path):
 def test_zz_security_figures(figures):
     """Runs last: what the cases above tried and got, for the suite's figures section."""
     figures(cases=len(_TRIED), leaks=0, tried=_TRIED)
+
+
+def test_echoed_key_stays_out_of_a_real_export(hostile, monkeypatch, tmp_path, caplog):
+    """The operator end to end against a server answering every call with 400 and the request's headers:
+    whatever the export makes of it (rejects file details, the exception, the log), the key is not there."""
+    from types import SimpleNamespace
+
+    from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    _hook(monkeypatch, f"{hostile.base_url}/echo/400")
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "export.csv").write_text("Email,Name\nann@example.com,Ann\nbob@example.com,Bob\n")
+    rejects = tmp_path / "rejects.csv"
+    op = OmnisendExportSegmentOperator(
+        task_id="export", source=str(tmp_path / "lake"), segment="VIP", mapping={"email": "Email"},
+        omnisend_conn_id="omnisend_hostile", state_path=str(tmp_path / "state"), rejects_path=str(rejects),
+        poll_interval=0.05, max_reject_ratio=1.0)
+    context = {"dag": SimpleNamespace(dag_id="omnisend_security"), "run_id": "r1",
+               "ti": SimpleNamespace(task_id="export", map_index=-1, xcom_push=lambda **_: None)}
+    texts = [caplog.text]
+    try:
+        texts.append(json.dumps(op.execute(context), default=str))
+    except Exception as err:  # a failed export is fine; a leak is not
+        texts += [str(err), repr(err)]
+    texts.append(rejects.read_text() if rejects.exists() else "")
+    assert "***" in "".join(texts)  # the echo did arrive somewhere, redacted
+    assert not _leaks(*texts, caplog.text)
+    _TRIED["export against an echoing 400 server"] = "rejects/exception/log without the key"
