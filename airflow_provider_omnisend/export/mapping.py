@@ -40,6 +40,15 @@ CUSTOM_PROPERTY_MAX_LENGTH = 2048
 #: Column names in the normalised table for channel statuses and custom properties (fields use their name).
 EMAIL_STATUS_SLOT = "channels.email"
 SMS_STATUS_SLOT = "channels.sms"
+STATUS_CHANGED_AT_SLOT = "channels.statusChangedAt"
+#: ContactConsentRequest members, in payload order; ``createdAt`` is an RFC 3339 timestamp.
+CONSENT_FIELDS: tuple[str, ...] = ("createdAt", "source", "ip", "userAgent")
+CONSENT_MAX_LENGTH = 1024
+
+
+def consent_slot(name: str) -> str:
+    """Column name, in the normalised table, of consent member ``name``."""
+    return f"consent.{name}"
 
 
 def custom_property_slot(name: str) -> str:
@@ -93,6 +102,10 @@ class ChannelStatus:
         return {"column": self.column} if self.column is not None else {"constant": str(self.constant)}
 
 
+#: A value taken from a column or the same constant for every row (same shape as a channel status).
+Source = ChannelStatus
+
+
 @dataclass(frozen=True, slots=True)
 class MappingSpec:
     """A validated mapping. Build it with :meth:`MappingSpec.build`, not the constructor."""
@@ -113,6 +126,10 @@ class MappingSpec:
     default_phone_region: str | None = None
     #: ``(property name, type)`` for custom properties not sent as strings (see typed.py).
     custom_property_types: tuple[tuple[str, str], ...] = ()
+    #: When the mapped channel statuses last changed (sent as ``statusChangedAt``); None = not sent.
+    status_changed_at: Source | None = None
+    #: ``(consent member, source)`` sent as the e-mail identifier's ``consent``.
+    consent: tuple[tuple[str, Source], ...] = ()
 
     @classmethod
     def build(
@@ -129,6 +146,8 @@ class MappingSpec:
         on_invalid_field: str = "drop_field",
         default_phone_region: str | None = None,
         custom_property_types: Mapping[str, str] | None = None,
+        status_changed_at: str | Mapping[str, str] | None = None,
+        consent: Mapping[str, str | Mapping[str, str]] | None = None,
         available_columns: Sequence[str] | None = None,
     ) -> MappingSpec:
         """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
@@ -181,6 +200,13 @@ class MappingSpec:
             )
         region = _phone_region(default_phone_region, problems)
         types = _property_types(custom_property_types, [name for name, _ in props], problems)
+        changed_at = _source(status_changed_at, "status_changed_at", problems)
+        if changed_at is not None and email_status is None and sms_status is None:
+            problems.append(
+                "status_changed_at is set but no email_status or sms_status is mapped; it dates a channel "
+                "status, so map one or drop status_changed_at"
+            )
+        consent_sources = _consent(consent, problems)
         if not isinstance(send_welcome_message, bool):
             problems.append(f"send_welcome_message must be true or false, got {send_welcome_message!r}")
 
@@ -195,6 +221,8 @@ class MappingSpec:
             on_invalid_field=on_invalid_field,
             default_phone_region=region,
             custom_property_types=types,
+            status_changed_at=changed_at,
+            consent=consent_sources,
         )
         if available_columns is not None and not problems:
             available = set(available_columns)
@@ -221,7 +249,8 @@ class MappingSpec:
         """Every lake column the reader must read, each once, in a stable order."""
         columns = [column for _, column in self.fields]
         columns += [column for _, column in self.custom_properties]
-        columns += [s.column for s in (self.email_status, self.sms_status) if s is not None and s.column]
+        sources = [self.email_status, self.sms_status, self.status_changed_at, *(s for _, s in self.consent)]
+        columns += [s.column for s in sources if s is not None and s.column]
         return tuple(dict.fromkeys(columns))
 
     @property
@@ -245,6 +274,10 @@ class MappingSpec:
             config["default_phone_region"] = self.default_phone_region
         if self.custom_property_types:
             config["custom_property_types"] = self.custom_property_types
+        if self.status_changed_at is not None:
+            config["status_changed_at"] = self.status_changed_at.as_config()
+        if self.consent:
+            config["consent"] = [(name, source.as_config()) for name, source in self.consent]
         return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
@@ -338,3 +371,35 @@ def _property_types(
         elif kind != "string":
             declared.append((name, kind))
     return tuple(declared)
+
+
+def _source(value: str | Mapping[str, str] | None, what: str, problems: list[str]) -> Source | None:
+    """A column name, ``{"column": name}`` or ``{"constant": text}``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        problems.extend(_column_problem(what, value))
+        return Source(column=value)
+    if isinstance(value, Mapping) and set(value) == {"column"}:
+        problems.extend(_column_problem(what, value["column"]))
+        return Source(column=value["column"])
+    if isinstance(value, Mapping) and set(value) == {"constant"} and isinstance(value["constant"], str):
+        return Source(constant=value["constant"])
+    problems.append(f"{what} must be a column name or {{'constant': text}}, got {value!r}")
+    return None
+
+
+def _consent(
+    consent: Mapping[str, str | Mapping[str, str]] | None, problems: list[str]
+) -> tuple[tuple[str, Source], ...]:
+    if not consent:
+        return ()
+    if not isinstance(consent, Mapping):
+        problems.append(f"consent must be a dict {{member: column}}, not {type(consent).__name__}")
+        return ()
+    unknown = [name for name in consent if name not in CONSENT_FIELDS]
+    if unknown:
+        problems.append(f"unknown consent member(s) {_quoted(unknown)}; valid are {_quoted(CONSENT_FIELDS)}")
+    sources = [(name, _source(consent[name], f"consent {name!r}", problems)) for name in CONSENT_FIELDS
+               if name in consent]
+    return tuple((name, source) for name, source in sources if source is not None)

@@ -34,6 +34,8 @@ Reason codes:
 ``invalid_created_at`` createdAt is not an RFC 3339 timestamp
 ``invalid_property``   a custom property typed number, boolean or date whose value does not fit that
                        type (see typed.py)
+``invalid_consent``    consent createdAt is not an RFC 3339 timestamp
+``invalid_status_changed_at`` status_changed_at is not an RFC 3339 timestamp (only the date is left out)
 ``invalid_status``     a channel status column holds something other than subscribed, nonSubscribed,
                        unsubscribed (any case)
 =====================  ===============================================================================
@@ -57,13 +59,17 @@ import pyarrow.compute as pc
 
 from airflow_provider_omnisend.export.countries import to_alpha2
 from airflow_provider_omnisend.export.mapping import (
+    CONSENT_MAX_LENGTH,
     CUSTOM_PROPERTY_MAX_LENGTH,
     EMAIL_STATUS_SLOT,
     FIELDS,
     SMS_STATUS_SLOT,
+    STATUS_CHANGED_AT_SLOT,
     FieldSpec,
     MappingError,
     MappingSpec,
+    Source,
+    consent_slot,
     custom_property_slot,
 )
 from airflow_provider_omnisend.export.phones import national_to_e164
@@ -192,6 +198,7 @@ def normalize_batch(
                 f'{what} (column "{status.column}") is not subscribed, nonSubscribed or unsubscribed',
             )
             checks += _guarding(slot, status_checks)
+    checks += _consent_slots(spec, cleaned, slots, n)
 
     drop_fields = spec.on_invalid_field == "drop_field"
     row_checks = [check for check in checks if check.row_level or not drop_fields]
@@ -221,6 +228,41 @@ def normalize_batch(
         warnings=warnings,
         warning_reasons=warning_reasons,
     )
+
+
+def _consent_slots(
+    spec: MappingSpec, cleaned: dict[str, pa.StringArray], slots: dict[str, pa.Array], n: int
+) -> list[_Check]:
+    """``statusChangedAt`` and the consent members into ``slots``; their checks."""
+    checks: list[_Check] = []
+    if spec.status_changed_at is not None:
+        values, where = _sourced(spec.status_changed_at, cleaned, n)
+        slots[STATUS_CHANGED_AT_SLOT], found = _timestamp(
+            values, f"status_changed_at ({where})", "invalid_status_changed_at"
+        )
+        checks += _guarding(STATUS_CHANGED_AT_SLOT, found)
+    for name, source in spec.consent:
+        values, where = _sourced(source, cleaned, n)
+        label = f"consent {name} ({where})"
+        if name == "createdAt":
+            slots[consent_slot(name)], found = _timestamp(values, label, "invalid_consent")
+        else:
+            slots[consent_slot(name)], found = values, _length_checks(values, label, CONSENT_MAX_LENGTH)
+        checks += _guarding(consent_slot(name), found)
+    return checks
+
+
+def _sourced(source: Source, cleaned: dict[str, pa.StringArray], n: int) -> tuple[pa.StringArray, str]:
+    """The cleaned values of a column-or-constant source, and how to name it in a detail."""
+    if source.column is not None:
+        return cleaned[source.column], f'column "{source.column}"'
+    return clean_text(pa.repeat(pa.scalar(source.constant, pa.string()), n)), "constant"
+
+
+def _timestamp(values: pa.StringArray, label: str, code: str) -> tuple[pa.Array, list[_Check]]:
+    ok = _mask(pc.match_substring_regex(values, RFC3339_PATTERN))
+    detail = f"{label} is not an RFC 3339 timestamp; expected e.g. 2024-01-31T12:00:00Z"
+    return _converted(values, values, ok, code, detail)
 
 
 def _guarding(slot: str, checks: list[_Check]) -> list[_Check]:
@@ -330,9 +372,7 @@ def _normalise_field(field: FieldSpec, values: pa.StringArray, column: str) -> t
     if field.kind == "birthdate":
         return _birthdate(values, label)
     if field.kind == "timestamp":
-        ok = _mask(pc.match_substring_regex(values, RFC3339_PATTERN))
-        detail = f"{label} is not an RFC 3339 timestamp; expected e.g. 2024-01-31T12:00:00Z"
-        return _converted(values, values, ok, "invalid_created_at", detail)
+        return _timestamp(values, label, "invalid_created_at")
     if field.max_length is None:
         raise AssertionError(f"text field {field.name} needs a max_length")
     return values, _length_checks(values, label, field.max_length)

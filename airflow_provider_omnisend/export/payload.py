@@ -7,10 +7,11 @@ concatenated per row, a null value contributing nothing. The result is also what
 so "changed" means "Omnisend would receive different bytes".
 
 Item shape (keys in this order; absent values are left out, never sent as ""):
-``{"identifiers":[{"type":"email","id":...,"sendWelcomeMessage":false[,"channels":{"email":{...}}]}
-[,{"type":"phone","id":...,"sendWelcomeMessage":false[,"channels":{"sms":{...}}]}]], <fields>,
-"customProperties":{...}, "tags":[...]}``. A channel status is only sent when the user mapped one:
-sending "nonSubscribed" by default could overwrite a real subscription. ``sendWelcomeMessage`` is always
+``{"identifiers":[{"type":"email","id":...,"sendWelcomeMessage":false[,"channels":{"email":{...}}]
+[,"consent":{...}]}[,{"type":"phone","id":...,"sendWelcomeMessage":false[,"channels":{"sms":{...}}]}]],
+<fields>, "customProperties":{...}, "tags":[...]}``, a channel being ``{"status":...[,"statusChangedAt":
+...]}``. A channel status is only sent when the user mapped one: sending "nonSubscribed" by default
+could overwrite a real subscription. Custom properties typed number or boolean are JSON literals. ``sendWelcomeMessage`` is always
 explicit because the API defaults it to true and a bulk export must not mail everyone a welcome.
 
 Note: ``binary_join_element_wise(null_handling="skip")`` in pyarrow 26 drops rows whose inputs are all
@@ -30,8 +31,10 @@ import pyarrow.compute as pc
 from airflow_provider_omnisend.export.mapping import (
     EMAIL_STATUS_SLOT,
     SMS_STATUS_SLOT,
+    STATUS_CHANGED_AT_SLOT,
     ChannelStatus,
     MappingSpec,
+    consent_slot,
     custom_property_slot,
 )
 from airflow_provider_omnisend.export.text import (
@@ -85,7 +88,11 @@ def build_items(table: pa.Table, spec: MappingSpec) -> pa.StringArray:
     row.text('{"identifiers":[{"type":"email","id":"')
     row.value(json_escape(email))
     row.text(f'","sendWelcomeMessage":{welcome}')
-    row.channel(spec.email_status, "email", _optional_column(table, EMAIL_STATUS_SLOT))
+    changed_at = _optional_column(table, STATUS_CHANGED_AT_SLOT)
+    row.channel(spec.email_status, "email", _optional_column(table, EMAIL_STATUS_SLOT), changed_at=changed_at)
+    if spec.consent:
+        row.object(',"consent":{', [(json_literal(name), _column(table, consent_slot(name)), True)
+                                    for name, _ in spec.consent])
     row.text("}")
     if "phone" in table.column_names:
         phone = _column(table, "phone")
@@ -93,25 +100,19 @@ def build_items(table: pa.Table, spec: MappingSpec) -> pa.StringArray:
         row.text(',{"type":"phone","id":"', has_phone)
         row.value(json_escape(phone))
         row.text(f'","sendWelcomeMessage":{welcome}', has_phone)
-        row.channel(spec.sms_status, "sms", _optional_column(table, SMS_STATUS_SLOT), where=has_phone)
+        row.channel(spec.sms_status, "sms", _optional_column(table, SMS_STATUS_SLOT), where=has_phone,
+                    changed_at=changed_at)
         row.text("}", has_phone)
     row.text("]")
     for name, _source in spec.fields:
         if name not in ("email", "phone"):
             row.member([f",{json_literal(name)}:"], _column(table, name))
     if spec.custom_properties:
-        values = [_column(table, custom_property_slot(name)) for name, _ in spec.custom_properties]
-        masks = [present(v) for v in values]
-        any_property = np.logical_or.reduce(masks)
-        row.text(',"customProperties":{', any_property)
-        seen = np.zeros(table.num_rows, dtype=bool)
-        for (name, _source), property_values, mask in zip(spec.custom_properties, values, masks, strict=True):
-            key = json_literal(name)
-            # no comma before the first property present in a row
-            row.member([f"{key}:", f",{key}:"], property_values, choice=np.where(seen, 1, 0),
-                       quoted=spec.property_type(name) not in UNQUOTED_TYPES)
-            seen |= mask
-        row.text("}", any_property)
+        row.object(',"customProperties":{', [
+            (json_literal(name), _column(table, custom_property_slot(name)),
+             spec.property_type(name) not in UNQUOTED_TYPES)
+            for name, _ in spec.custom_properties
+        ])
     if spec.tags:
         row.text(',"tags":' + orjson.dumps(list(spec.tags)).decode("utf-8"))
     row.text("}")
@@ -159,6 +160,19 @@ class _RowBuilder:
         if quoted:
             self.text('"', mask)
 
+    def object(self, opening: str, members: list[tuple[str, pa.StringArray, bool]]) -> None:
+        """``<opening>"key":value,...}`` in the rows where at least one member is present; members are
+        (JSON key, values, quoted)."""
+        masks = [present(values) for _, values, _ in members]
+        anything = np.logical_or.reduce(masks)
+        self.text(opening, anything)
+        seen = np.zeros(self.rows, dtype=bool)
+        for (key, values, quoted), mask in zip(members, masks, strict=True):
+            # no comma before the first member present in a row
+            self.member([f"{key}:", f",{key}:"], values, choice=np.where(seen, 1, 0), quoted=quoted)
+            seen |= mask
+        self.text("}", anything)
+
     def channel(
         self,
         status: ChannelStatus | None,
@@ -166,17 +180,25 @@ class _RowBuilder:
         values: pa.StringArray | None,
         *,
         where: np.ndarray | None = None,
+        changed_at: pa.StringArray | None = None,
     ) -> None:
-        """``,"channels":{"<channel>":{"status":"..."}}`` only where a status is mapped (and ``where``)."""
+        """``,"channels":{"<channel>":{"status":"..."[,"statusChangedAt":"..."]}}`` only where a status
+        is mapped (and ``where``)."""
         if status is None:
             return
         prefix = f',"channels":{{"{channel}":{{"status":'
         if status.constant is not None:
-            self.text(f'{prefix}"{status.constant}"}}}}', where)
+            self.text(f'{prefix}"{status.constant}"', where)
+            mask = np.ones(self.rows, dtype=bool) if where is None else where
         elif values is not None:
             masked = values if where is None else with_validity(values, where)
             self.member([prefix], masked)
-            self.text("}}", present(masked))
+            mask = present(masked)
+        else:
+            return
+        if changed_at is not None:
+            self.member([',"statusChangedAt":'], with_validity(changed_at, mask))
+        self.text("}}", mask)
 
     def build(self) -> pa.StringArray:
         if len(self.pieces) == 1 and isinstance(self.pieces[0], str):

@@ -67,6 +67,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param segment_tag: the segment tag (default ``segment: <segment>``); ``None`` turns it off.
     :param email_status: / :param sms_status: a channel status column or ``{"constant": "subscribed"}``.
         Unmapped (the default), no status is sent, so nobody is ever resubscribed.
+    :param status_changed_at: when a mapped status changed: a column or ``{"constant": "<RFC 3339>"}``,
+        sent as ``statusChangedAt`` so Omnisend can tell a stale status from a newer one.
+    :param consent: ``{"createdAt"|"source"|"ip"|"userAgent": column or {"constant": text}}``, sent as
+        the e-mail identifier's ``consent``.
     :param send_welcome_message: Omnisend defaults to sending one; we send ``false`` unless this is True.
     :param on_invalid_field: ``drop_field`` (default): a contact with an invalid optional field (phone,
         country, birthdate, a custom property...) is sent without it and the problem is listed in the
@@ -94,6 +98,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "source", "source_format", "segment", "entity", "mapping", "custom_properties",
         "custom_property_types", "tags",
         "segment_tag", "email_status", "sms_status", "on_invalid_field", "default_phone_region",
+        "status_changed_at", "consent",
         "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
         "max_reject_ratio", "requests_per_minute",
@@ -123,6 +128,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         on_invalid_field: str = "drop_field",
         default_phone_region: str | None = None,
         custom_property_types: Mapping[str, str] | None = None,
+        status_changed_at: str | Mapping[str, str] | None = None,
+        consent: Mapping[str, Any] | None = None,
         dry_run: bool = False,
         incremental: bool = True,
         full_refresh: bool = False,
@@ -155,6 +162,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.on_invalid_field = on_invalid_field
         self.default_phone_region = default_phone_region
         self.custom_property_types = custom_property_types
+        self.status_changed_at = status_changed_at
+        self.consent = consent
         self.dry_run = dry_run
         self.incremental = incremental
         self.full_refresh = full_refresh
@@ -187,7 +196,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
                 on_invalid_field=str(self.on_invalid_field),
                 default_phone_region=self.default_phone_region or None,
-                custom_property_types=self.custom_property_types, available_columns=export.columns)
+                custom_property_types=self.custom_property_types, status_changed_at=self.status_changed_at,
+                consent=self.consent, available_columns=export.columns)
             rejects_schema(spec.source_columns)  # refuses columns the rejects file could not tell apart
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),

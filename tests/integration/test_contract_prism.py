@@ -12,9 +12,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
+import pyarrow as pa
 import pytest
 import requests
 
+from airflow_provider_omnisend.export.mapping import MappingSpec
+from airflow_provider_omnisend.export.normalize import normalize_batch
+from airflow_provider_omnisend.export.payload import build_items
 from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
 from airflow_provider_omnisend.testing.servers import ServerProcess, free_port
 from tests.support import omnisend_conn_uri
@@ -118,3 +123,32 @@ def test_emulator_responses_conform_through_prism_proxy(emulator, monkeypatch, s
             assert len(items["errors"]) == 1
             hook.list_batches(endpoint="contacts")
     assert log.violations == []
+
+
+def test_payloads_with_every_mapped_feature_conform(prism_mocks, monkeypatch):
+    """Items as the export builds them (national phone converted, typed custom properties, statuses
+    with statusChangedAt, consent) pass POST /contacts and POST /batches of the 2026-03-15 spec."""
+    table = pa.table({
+        "E": ["ann@example.fr", "bob@example.de"], "P": ["06 12 34 56 78", "030 1234567"],
+        "C": ["France", "Allemagne"], "LTV": ["120,5", "80"], "VIP": ["True", "False"],
+        "SINCE": ["2024-01-31", "2023-05-01 10:00:00"], "ST": ["subscribed", "unsubscribed"],
+        "AT": ["2026-03-01T10:00:00Z", "2026-02-01T08:30:00+01:00"], "IP": ["203.0.113.7", None],
+    })
+    spec = MappingSpec.build(
+        {"email": "E", "phone": "P", "countryCode": "C"}, segment="VIP",
+        custom_properties={"ltv": "LTV", "vip": "VIP", "since": "SINCE"},
+        custom_property_types={"ltv": "number", "vip": "boolean", "since": "date"},
+        email_status="ST", sms_status="ST", status_changed_at="AT",
+        consent={"createdAt": "AT", "source": {"constant": "customer-insights"}, "ip": "IP"})
+    result = normalize_batch(table, spec, row_offset=0)
+    assert result.warnings is None
+    items = [orjson.loads(item) for item in build_items(result.valid, spec).to_pylist()]
+    assert items[0]["identifiers"][1]["id"] == "+33612345678"
+    assert items[0]["customProperties"] == {"ltv": 120.5, "vip": True, "since": "2024-01-31"}
+    assert items[0]["identifiers"][0]["channels"]["email"]["statusChangedAt"] == "2026-03-01T10:00:00Z"
+    contacts, log_c = hook_for(monkeypatch, "prism_typed_contacts", prism_mocks["contacts"].base_url)
+    batches, log_b = hook_for(monkeypatch, "prism_typed_batches", prism_mocks["batches"].base_url)
+    for item in items:
+        assert contacts.upsert_contact(item)
+    assert "batchID" in batches.create_batch(items)
+    assert log_c.violations == [] and log_b.violations == []

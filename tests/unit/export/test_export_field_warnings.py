@@ -61,3 +61,24 @@ def test_reject_row_keeps_the_old_behaviour() -> None:
 def test_unknown_choice_is_a_mapping_error() -> None:
     with pytest.raises(MappingError, match="on_invalid_field must be one of 'drop_field', 'reject_row'"):
         spec(on_invalid_field="skip")
+
+
+def test_status_changed_at_and_consent() -> None:
+    table = pa.table({"E": ["a@example.com", "b@example.com"], "S": ["subscribed", "unsubscribed"],
+                      "T": ["2026-03-01T10:00:00Z", "yesterday"], "IP": [None, "203.0.113.7"]})
+    spec = MappingSpec.build({"email": "E"}, email_status="S", status_changed_at="T",
+                             consent={"createdAt": "T", "ip": "IP", "source": {"constant": "CI"}})
+    result = normalize_batch(table, spec, row_offset=0)
+    first, second = (orjson.loads(i)["identifiers"][0] for i in build_items(result.valid, spec).to_pylist())
+    assert first["channels"] == {"email": {"status": "subscribed", "statusChangedAt": "2026-03-01T10:00:00Z"}}
+    assert first["consent"] == {"createdAt": "2026-03-01T10:00:00Z", "source": "CI"}
+    # a bad date drops only the date (the status is still sent), with a warning for each use
+    assert second["channels"] == {"email": {"status": "unsubscribed"}}
+    assert second["consent"] == {"source": "CI", "ip": "203.0.113.7"}
+    assert result.warning_reasons == {"channels.statusChangedAt": {"invalid_status_changed_at": 1},
+                                      "consent.createdAt": {"invalid_consent": 1}}
+
+
+def test_status_changed_at_needs_a_status() -> None:
+    with pytest.raises(MappingError, match="status_changed_at is set but no email_status"):
+        MappingSpec.build({"email": "E"}, status_changed_at={"constant": "2026-03-01T00:00:00Z"})
