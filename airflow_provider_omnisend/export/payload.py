@@ -11,8 +11,9 @@ Item shape (keys in this order; absent values are left out, never sent as ""):
 [,"consent":{...}]}[,{"type":"phone","id":...,"sendWelcomeMessage":false[,"channels":{"sms":{...}}]}]],
 <fields>, "customProperties":{...}, "tags":[...]}``, a channel being ``{"status":...[,"statusChangedAt":
 ...]}``. A channel status is only sent when the user mapped one: sending "nonSubscribed" by default
-could overwrite a real subscription. Custom properties typed number or boolean are JSON literals. ``sendWelcomeMessage`` is always
-explicit because the API defaults it to true and a bulk export must not mail everyone a welcome.
+could overwrite a real subscription. Custom properties typed number or boolean are JSON literals.
+``sendWelcomeMessage`` is always explicit because the API defaults it to true and a bulk export must
+not mail everyone a welcome.
 
 Note: ``binary_join_element_wise(null_handling="skip")`` in pyarrow 26 drops rows whose inputs are all
 null (the output gets shorter), so rows are assembled with "replace" and per-row optional pieces.
