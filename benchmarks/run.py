@@ -30,6 +30,7 @@ MEASUREMENTS: dict[str, Callable[[Context], Section]] = {
     "memory": memory.measure,
     "incremental": incremental.measure,
     "scale_out": scale_out.measure,
+    "scale_out_celery": scale_out.measure_celery,
 }
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -39,6 +40,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "memory": {"rows": [1_000_000, 5_000_000], "naive_rows": 1_000_000},
         "incremental": {"rows": 1_000_000, "changed": 0.01},
         "scale_out": {"segments": 4, "rows": 250_000},
+        "scale_out_celery": {"rows": 1_000_000},
     },
     "quick": {
         "emulator": {"contacts": 20_000},
@@ -47,6 +49,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "memory": {"rows": [100_000, 500_000], "naive_rows": 100_000},
         "incremental": {"rows": 100_000, "changed": 0.01},
         "scale_out": {"segments": 4, "rows": 25_000},
+        "scale_out_celery": {"rows": 100_000},
     },
 }
 DEFAULT_TIME_SCALE = 0.2

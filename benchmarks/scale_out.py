@@ -11,6 +11,10 @@ slots. The whole export should take little more than the brand's rate floor (eve
 Wall time is Airflow's own: from the first export task's start to the last one's end (each includes
 reading and preparing its segment and confirming every batch). The DAG run's wall time (with the
 deferred export-ready sensors and the summary task) is reported beside it.
+
+5b. ``scale_out_celery``: the same DAG on a distributed Airflow (CeleryExecutor, PostgreSQL, Redis, two
+workers) with *unequal* segments -- one of 60% of the rows and three of about 13% -- the case a static
+split (budget ÷ pool slots) handles worst: the big segment keeps its quarter after the small ones end.
 """
 
 from __future__ import annotations
@@ -35,18 +39,37 @@ def _seconds(start: str, end: str) -> float:
 
 def measure(ctx: Context) -> Section:
     segments, rows = ctx.sizes["segments"], ctx.sizes["rows"]
-    scale = ctx.scale
-    names = [f"Segment{n}" for n in range(segments)]
     section = Section(
         "scale_out",
         f"5. Scale-out: {segments} segments × {rows:,} through the DAG's mapped tasks (LocalExecutor), "
         f"{BRAND_RPM // segments}/min each",
     )
-    tables = {name: profiles(rows, start=n * rows) for n, name in enumerate(names)}
+    return _measure(ctx, section, [rows] * segments, executor="local")
+
+
+def measure_celery(ctx: Context) -> Section:
+    total = ctx.sizes["rows"]
+    small = round(total * 0.4 / 3)
+    sizes = [total - 3 * small, small, small, small]
+    section = Section(
+        "scale_out_celery",
+        f"5b. Scale-out on Celery (2 workers, PostgreSQL, Redis): unequal segments "
+        f"{' + '.join(f'{n:,}' for n in sizes)}, static split ({BRAND_RPM // len(sizes)}/min each)",
+    )
+    return _measure(ctx, section, sizes, executor="celery")
+
+
+def _measure(ctx: Context, section: Section, sizes: list[int], *, executor: str) -> Section:
+    scale = ctx.scale
+    segments = len(sizes)
+    names = [f"Segment{n}" for n in range(segments)]
+    starts = [sum(sizes[:n]) for n in range(segments)]
+    tables = {name: profiles(rows, start=start)
+              for name, rows, start in zip(names, sizes, starts, strict=True)}
     lake_root = ctx.work / "lake"
     export_dir = write_cdm_export(
         lake_root, entity=names[0], columns=COLUMNS, rows=tables[names[0]],
-        partitions=max(1, -(-rows // ROWS_PER_FILE)),
+        partitions=max(1, -(-sizes[0] // ROWS_PER_FILE)),
         more_entities={name: tables[name] for name in names[1:]},
     )
     del tables
@@ -59,11 +82,12 @@ def measure(ctx: Context) -> Section:
         cluster = AirflowCluster(
             ctx.work / "airflow", emu, conn_uri=conn, lake_root=lake_root,
             export_subdir=export_dir.relative_to(lake_root), segments=names, pool_slots=segments,
-            parallelism=2 * segments + 2,
-            env={"OMNISEND_RETRIES": "0", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"},
+            parallelism=2 * segments + 2, executor=executor, workers=2, worker_concurrency=segments,
+            env={"OMNISEND_RETRIES": "0", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+                 "OMNISEND_ALLOW_LOCAL_STATE": "true"},
         )
         with cluster:
-            run_id = cluster.trigger({"segments": names, "max_profiles": 10 * rows})["dag_run_id"]
+            run_id = cluster.trigger({"segments": names, "max_profiles": 10 * max(sizes)})["dag_run_id"]
             run = cluster.wait_run(run_id, timeout=max(1800.0, 20 * scale.window_s))
             tis = cluster.task_instances(run_id)
             exports = [t for t in tis if t["task_id"] == EXPORT_TASK]
