@@ -11,6 +11,10 @@ and capped (``max_response_bytes``); a server's wait hint is capped (``max_retry
 text is redacted of the key before it reaches a message or a log; plain http is refused for hosts other
 than loopback unless ``allow_insecure_http``; credentials in the base URL are refused (requests would
 turn them into Basic auth in place of the key header).
+
+``cancel`` (a ``threading.Event``, one per client unless given) stops everything promptly: once set, the
+limiter's waits and the retry sleeps raise :class:`OmnisendCancelled` instead of sleeping on, and no new
+attempt is sent. A task's ``on_kill`` sets it so a killed export lets go within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from airflow_provider_omnisend.api.errors import (
     OmnisendApiError,
+    OmnisendCancelled,
     OmnisendConfigError,
     OmnisendRateLimitError,
     error_from_response,
@@ -85,6 +90,7 @@ class OmnisendClient:
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_http: bool = False,
+        cancel: threading.Event | None = None,
     ) -> None:
         api_key = checked_api_key(api_key)
         check_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -100,10 +106,13 @@ class OmnisendClient:
         self.max_in_flight = max_in_flight
         self.window_seconds = window_seconds
         self.requests_per_minute = requests_per_minute
+        self.cancel = cancel if cancel is not None else threading.Event()
         self.limiters = {
-            "default": SlidingWindowLimiter(limit=requests_per_minute, window=window_seconds),
+            "default": SlidingWindowLimiter(limit=requests_per_minute, window=window_seconds,
+                                            cancel=self.cancel),
             "tags": SlidingWindowLimiter(
-                limit=min(TAGS_REQUESTS_PER_MINUTE, requests_per_minute), window=window_seconds
+                limit=min(TAGS_REQUESTS_PER_MINUTE, requests_per_minute), window=window_seconds,
+                cancel=self.cancel,
             ),
         }
         self.session = session or requests.Session()
@@ -140,10 +149,13 @@ class OmnisendClient:
             wait=self._wait,
             reraise=True,
             before_sleep=self._before_sleep,
+            sleep=self._retry_sleep,
         )
         try:
             for attempt in retrying:
                 with attempt, limiter.slot():
+                    if self.cancel.is_set():
+                        raise OmnisendCancelled(f"Cancelled before {method} {path} was sent to Omnisend.")
                     self._count("requests")
                     if attempt.retry_state.attempt_number > 1:
                         self._count("retries")
@@ -243,6 +255,10 @@ class OmnisendClient:
         backoff = tenacity.wait_random_exponential(multiplier=self.backoff_initial,
                                                    max=min(self.backoff_max, self.max_retry_wait))
         return backoff(state)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise OmnisendCancelled("Cancelled while waiting to retry an Omnisend call.")
 
     @staticmethod
     def _before_sleep(state: tenacity.RetryCallState) -> None:

@@ -28,6 +28,14 @@ class OmnisendConfigError(OmnisendError):
     """The connection or the task is set up in a way that must be fixed by the user before a run."""
 
 
+class OmnisendCancelled(OmnisendError):
+    """The caller's cancel event was set (e.g. the task is being killed): nothing more was sent.
+
+    Raised promptly from the limiter's waits and the retry sleeps, so a killed task lets go of its
+    threads within a fraction of a second instead of sleeping out a back-off.
+    """
+
+
 class OmnisendApiError(OmnisendError):
     """Omnisend answered with an error (or did not answer: ``status`` is None for network failures)."""
 

@@ -6,6 +6,13 @@ moment we start sending it and the moment its response ends. So a request holds 
 start of sending until one full window after its response ended. Then any window on the server's
 clock holds at most ``limit`` arrivals, whatever the network and thread scheduling delays were; the
 price is one round-trip per window, about 0.2% of a 60 s window.
+
+A 429's back-off only ever *adds* waiting: it moves a "nobody sends before" time forward and leaves the
+window's history alone. Forgetting that history would let a full budget through right after the back-off
+while the earlier requests are still inside the server's window (twice the limit in one window).
+
+Waits observe an optional ``cancel`` event (the task being killed): a waiting sender then raises
+:class:`~airflow_provider_omnisend.api.errors.OmnisendCancelled` at once instead of sleeping on.
 """
 
 from __future__ import annotations
@@ -15,6 +22,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from airflow_provider_omnisend.api.errors import OmnisendCancelled
+
+#: How often a sender blocked on in-flight requests looks at its cancel event.
+_CANCEL_POLL_SECONDS = 0.2
 
 
 class SlidingWindowLimiter:
@@ -27,6 +39,7 @@ class SlidingWindowLimiter:
         window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"rate limit must be at least 1 request per window, got {limit}")
@@ -36,6 +49,8 @@ class SlidingWindowLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
+        self.cancel = cancel
+        self._not_before = float("-inf")  # a 429's back-off: nobody sends before this time
         self._ended: deque[float] = deque()  # end times of finished requests, in order
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -54,19 +69,22 @@ class SlidingWindowLimiter:
     def acquire(self) -> None:
         """Block until one more request fits, then count it as in flight."""
         while True:
+            self._check_cancelled()
             with self._lock:
                 now = self._clock()
                 self._expire(now)
-                if self._in_flight + len(self._ended) < self.limit:
+                if now < self._not_before:
+                    wait = self._not_before - now
+                elif self._in_flight + len(self._ended) < self.limit:
                     self._in_flight += 1
                     return
-                if self._ended:
+                elif self._ended:
                     wait = self._ended[0] + self.window - now
                 else:  # the whole budget is in flight: wait for a release
-                    self._released.wait(timeout=self.window)
+                    self._released.wait(timeout=self.window if self.cancel is None else _CANCEL_POLL_SECONDS)
                     continue
             self.waited_seconds += wait
-            self._sleep(wait)
+            self._pause(wait)
 
     def release(self) -> None:
         """The request's response has ended: its slot frees one window from now."""
@@ -76,15 +94,27 @@ class SlidingWindowLimiter:
             self._released.notify()
 
     def penalise(self, seconds: float) -> None:
-        """Hold every sender back for ``seconds`` (after a 429 caused by someone sharing the brand)."""
+        """Hold every sender back for ``seconds`` (after a 429 caused by someone sharing the brand).
+
+        Only adds waiting: the window's history stays, so the budget still counts the requests before.
+        """
         with self._lock:
-            until = self._clock() + seconds - self.window
-            self._ended = deque([until] * max(0, self.limit - self._in_flight))
+            self._not_before = max(self._not_before, self._clock() + seconds)
 
     def in_window(self) -> int:
         with self._lock:
             self._expire(self._clock())
             return self._in_flight + len(self._ended)
+
+    def _pause(self, seconds: float) -> None:
+        if self.cancel is None:
+            self._sleep(seconds)
+        elif self.cancel.wait(seconds):
+            raise OmnisendCancelled("Cancelled while waiting for the Omnisend rate budget.")
+
+    def _check_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise OmnisendCancelled("Cancelled before sending to Omnisend.")
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window + 1e-9  # tolerance: a float sleep can land a hair short

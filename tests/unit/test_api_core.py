@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from airflow_provider_omnisend.api.errors import (
     OmnisendApiError,
     OmnisendAuthError,
+    OmnisendCancelled,
     OmnisendRateLimitError,
     OmnisendValidationError,
     OmnisendVersionRetiredError,
@@ -109,6 +111,38 @@ def test_limiter_penalty_holds_everyone_back():
         assert clock.now >= 3.0
 
 
+def test_limiter_penalty_only_adds_waiting():
+    """Issue #13 item 2: limit 10, 10 requests at t=0, a 429 with retryAfter 2 s at t=5. The back-off
+    must not forget the ten: the eleventh waits until they leave the window (t=60), not t=7.01."""
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=10, window=60.0, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        with limiter.slot():
+            pass
+    clock.now = 5.0
+    limiter.penalise(2.0)
+    limiter.penalise(0.5)  # a shorter back-off later never shortens the first
+    clock.now = 7.01
+    with limiter.slot():
+        assert clock.now >= 60.0
+    # and a back-off alone (budget free) still holds senders until it ends
+    limiter.penalise(30.0)
+    started = clock.now
+    with limiter.slot():
+        assert clock.now >= started + 30.0
+
+
+def test_cancel_stops_a_limiter_wait_promptly():
+    cancel = threading.Event()
+    limiter = SlidingWindowLimiter(limit=1, window=60.0, cancel=cancel)
+    limiter.acquire()
+    threading.Timer(0.1, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(OmnisendCancelled):
+        limiter.acquire()  # would wait for a release that never comes (in flight) without the cancel
+    assert time.monotonic() - started < 2.0
+
+
 def test_limiter_is_thread_safe():
     limiter = SlidingWindowLimiter(limit=1000, window=60.0)
     def work() -> None:
@@ -124,3 +158,27 @@ def test_limiter_is_thread_safe():
     assert limiter.in_window() == 800
     with pytest.raises(ValueError):
         SlidingWindowLimiter(limit=0)
+
+
+def test_cancel_stops_the_retry_sleep_promptly():
+    """A call retrying a refused connection with a long back-off lets go as soon as ``cancel`` is set,
+    and a cancelled client sends nothing more."""
+    import socket
+
+    from airflow_provider_omnisend.api.client import OmnisendClient
+
+    with socket.socket() as probe:  # a port nobody listens on: every attempt is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    version = get_version(None)
+    client = OmnisendClient(base_url=version.base_url(f"http://127.0.0.1:{port}/api"), api_key="k",
+                            version=version, timeout=1, backoff_initial=30.0, backoff_max=30.0)
+    threading.Timer(0.2, client.cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(OmnisendCancelled):
+        client.ping()
+    assert time.monotonic() - started < 3.0
+    sent = client.stats["requests"]
+    with pytest.raises(OmnisendCancelled):
+        client.ping()
+    assert client.stats["requests"] == sent
