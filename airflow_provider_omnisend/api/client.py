@@ -115,10 +115,12 @@ class OmnisendClient:
                 cancel=self.cancel,
             ),
         }
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, max_in_flight * 2))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        if session is None:  # a given session (the hook's, from HttpHook) brings its own adapter
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, max_in_flight * 2))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
         self.session.headers.update(version.auth_headers(api_key))
         self.session.auth = _no_auth  # no Basic auth from URL userinfo or ~/.netrc in place of the key
         self.session.headers.setdefault("Accept", "application/json")

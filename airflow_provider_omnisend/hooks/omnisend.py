@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
+from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
 from airflow_provider_omnisend.api.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -99,6 +100,7 @@ class OmnisendHook(HttpHook):
     :param requests_per_minute: use less than the connection's budget; never more.
     :param rate_share: how many tasks share the connection's budget at once (the DAG's pool slots): this
         hook uses the budget divided by it, so together they stay within the brand's limit.
+    :param method: the HTTP method of :meth:`run` (HttpHook's generic call), GET by default.
     """
 
     conn_name_attr = "omnisend_conn_id"
@@ -113,8 +115,10 @@ class OmnisendHook(HttpHook):
         dag_id: str | None = None,
         requests_per_minute: int | None = None,
         rate_share: int = 1,
+        method: str = "GET",
     ) -> None:
-        super().__init__(method="GET", http_conn_id=omnisend_conn_id)
+        super().__init__(method=method, http_conn_id=omnisend_conn_id)
+        self._keep_alive = (120, 20, 30)  # HttpHook's defaults: idle s, probes, interval s
         self.omnisend_conn_id = omnisend_conn_id
         self.dag_id = dag_id
         self.requested_rpm = requests_per_minute
@@ -157,18 +161,26 @@ class OmnisendHook(HttpHook):
             _mask(secret)
         return (secret or self._api_key()).encode()
 
-    def get_conn(self, headers: dict[Any, Any] | None = None,
-                 extra_options: dict[str, Any] | None = None) -> requests.Session:
-        """A requests Session carrying the version's auth headers and HttpHook's transport extras.
+    # ------------------------------------------------------------------ HttpHook's machinery
+    # ``get_conn`` is HttpHook's own: it builds the session, applies the connection's transport extras
+    # and mounts its keep-alive adapter. The steps below only adapt it to an Omnisend connection.
+    def _set_base_url(self, connection: Any) -> None:
+        self.base_url = self.settings.base_url  # the API version decides the path (/api, /v3, /v5)
+        self._base_url_initialized = True
 
-        HttpHook's own ``get_conn`` would copy every extra into the headers; ours are settings, not
-        headers, so only the transport options are applied here.
-        """
-        session = requests.Session()
-        extra = self.connection.extra_dejson or {}
-        if "proxies" in extra:
-            session.proxies = extra["proxies"]
-        verify = extra.get("verify", extra.get("verify_ssl", True))
+    def _configure_session_from_auth(self, session: requests.Session, connection: Any) -> requests.Session:
+        session.auth = None  # the key travels in the version's header, never as Basic auth
+        session.headers.update(self.settings.version.auth_headers(self._api_key()))
+        return session
+
+    def _configure_session_from_extra(self, session: requests.Session, connection: Any,
+                                      extra_options: dict[str, Any]) -> requests.Session:
+        """HttpHook's transport extras (proxies, verify, cert, trust_env, ...); the rest of our extra is
+        settings, not headers (HttpHook would send them all, ``state_secret`` included), so drop it."""
+        session = super()._configure_session_from_extra(session, connection, extra_options)
+        for key in connection.extra_dejson or {}:
+            session.headers.pop(key, None)
+        verify = session.verify
         if isinstance(verify, str) and verify.strip().lower() in _TRUE | _FALSE:
             verify = verify.strip().lower() in _TRUE
         if verify is False:
@@ -176,13 +188,53 @@ class OmnisendHook(HttpHook):
                         "API key can be read by anyone in the middle. Remove the extra, or set it to a CA "
                         "bundle path.", self.omnisend_conn_id)
         session.verify = verify
-        session.cert = extra.get("cert")
-        session.trust_env = as_bool(extra.get("trust_env", True))
-        session.headers.update(self.settings.version.auth_headers(self._api_key()))
-        if headers:
-            session.headers.update(headers)
-        self.base_url = self.settings.base_url
+        session.trust_env = as_bool(session.trust_env)
         return session
+
+    def get_conn(self, headers: dict[Any, Any] | None = None,
+                 extra_options: dict[str, Any] | None = None) -> requests.Session:
+        """HttpHook's session, keep-alive adapter sized for ``max_in_flight`` concurrent senders."""
+        if self.adapter is None and self.keep_alive_adapter is not None:
+            size = max(4, self.settings.max_in_flight * 2)
+            self.keep_alive_adapter = TCPKeepAliveAdapter(
+                idle=self._keep_alive[0], count=self._keep_alive[1], interval=self._keep_alive[2],
+                pool_connections=2, pool_maxsize=size)
+        return super().get_conn(headers, extra_options)
+
+    # ------------------------------------------------------------------ HttpHook's generic calls
+    def run(self, endpoint: str | None = None, data: dict[str, Any] | str | None = None,
+            headers: dict[str, Any] | None = None, extra_options: dict[str, Any] | None = None,
+            **request_kwargs: Any) -> Any:
+        """Call any Omnisend endpoint (``method`` from the constructor) through the client: its rate
+        limiter, retries and, for anything but GET, the privacy gate. Returns the parsed JSON body (not
+        a ``requests.Response``). ``data`` is the query for GET and the JSON body otherwise; ``json=``
+        is accepted too. Per-call headers and extra options are refused: auth and transport come from
+        the connection."""
+        if headers or extra_options or set(request_kwargs) - {"json"}:
+            raise OmnisendConfigError(
+                "OmnisendHook.run takes an endpoint and data (or json=) only; per-call headers, "
+                f"extra_options and {sorted(set(request_kwargs) - {'json'})} are not supported. Auth and "
+                "transport come from the Omnisend connection.")
+        method = self.method
+        if method != "GET":
+            self.check_can_send()
+        path = "/" + (endpoint or "").lstrip("/")
+        if method == "GET":
+            return self.client.request(method, path, params=data if isinstance(data, Mapping) else None)
+        body = data.encode() if isinstance(data, str) else None
+        payload = request_kwargs.get("json", data if isinstance(data, Mapping) else None)
+        return self.client.request(method, path, json=payload, body=body)
+
+    def run_and_check(self, *args: Any, **kwargs: Any) -> Any:
+        raise OmnisendConfigError(
+            "OmnisendHook.run_and_check would bypass the rate limiter, retries and privacy gate; use "
+            "OmnisendHook.run(endpoint, data) or the typed methods (create_batch, add_tags, ...).")
+
+    def run_with_advanced_retry(self, *args: Any, **kwargs: Any) -> Any:
+        raise OmnisendConfigError(
+            "OmnisendHook.run_with_advanced_retry is not supported: the client already retries what is "
+            "worth retrying (429 with Omnisend's retryAfter, 5xx, timeouts) within the rate budget; use "
+            "OmnisendHook.run(endpoint, data) or the typed methods.")
 
     @cached_property
     def client(self) -> OmnisendClient:

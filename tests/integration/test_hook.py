@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import requests
+from airflow.providers.http.hooks.http import HttpHook
 
 from airflow_provider_omnisend.api.errors import (
     OmnisendApiError,
@@ -230,3 +231,43 @@ def test_state_secret_is_the_api_key_unless_the_extra_sets_one(emulator, omnisen
     assert OmnisendHook(omnisend_conn()).state_secret() == TEST_API_KEY.encode()
     conn_id = omnisend_conn(state_secret="kept across key rotations")
     assert OmnisendHook(conn_id).state_secret() == b"kept across key rotations"
+
+
+def test_session_adapter_and_extras_come_through_httphook(emulator, omnisend_conn, monkeypatch):
+    """HttpHook builds the session: its keep-alive adapter (sized for max_in_flight) and its transport
+    extras; the connection's settings (state_secret included) never become headers."""
+    from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
+
+    built: list[object] = []
+    real = HttpHook._configure_session_from_mount_adapters
+    monkeypatch.setattr(HttpHook, "_configure_session_from_mount_adapters",
+                        lambda self, session: built.append(session) or real(self, session))
+    hook = OmnisendHook(omnisend_conn(max_in_flight=6, state_secret="hush-0815",
+                                      proxies={"https": "http://127.0.0.1:9"}, trust_env="false"))
+    session = hook.client.session
+    assert built == [session]  # HttpHook.get_conn made the client's session
+    adapter = session.get_adapter(emulator.api_url)
+    assert isinstance(adapter, TCPKeepAliveAdapter) and adapter._pool_maxsize == 12
+    assert session.proxies == {"https": "http://127.0.0.1:9"} and session.trust_env is False
+    assert session.headers["Authorization"] == f"Omnisend-API-Key {TEST_API_KEY}"
+    settings = {"state_secret", "max_in_flight", "privacy_acknowledged", "proxies"}
+    assert not settings & {k.lower() for k in session.headers}
+    assert "hush-0815" not in repr(dict(session.headers))
+
+
+def test_inherited_run_goes_through_the_client_and_raw_calls_are_refused(emulator, omnisend_conn):
+    hook = OmnisendHook(omnisend_conn())
+    page = hook.run("contacts", data={"limit": 1})
+    assert "contacts" in page and hook.client.stats["requests"] == 1  # counted: through the limiter
+    writer = OmnisendHook(omnisend_conn("omnisend_private", privacy_acknowledged=False), method="POST")
+    with pytest.raises(OmnisendConfigError, match="privacy"):
+        writer.run("contacts", json=contact("gate@example.com"))
+    assert sent(emulator, "POST", "/contacts") == 0
+    posted = OmnisendHook(omnisend_conn(), method="POST").run("contacts", json=contact("run@example.com"))
+    assert posted["id"] and sent(emulator, "POST", "/contacts") == 1
+    with pytest.raises(OmnisendConfigError, match="headers"):
+        hook.run("contacts", headers={"X-API-KEY": "other"})
+    with pytest.raises(OmnisendConfigError, match="rate limiter"):
+        hook.run_and_check(requests.Session(), requests.Request("GET", emulator.api_url).prepare(), {})
+    with pytest.raises(OmnisendConfigError, match="not supported"):
+        hook.run_with_advanced_retry({}, "contacts")
