@@ -42,6 +42,7 @@ from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcom
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import hash_strings, key_check, state_key
 from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
+from airflow_provider_omnisend.export.ledger import ChunkLedger, ChunkRecord, Failure, Phase
 from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.payload import (
     batch_bodies,
@@ -51,7 +52,7 @@ from airflow_provider_omnisend.export.payload import (
     plan_chunks,
 )
 from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
-from airflow_provider_omnisend.export.progress import PROGRESS_KEY, Journal, JournalState, ProgressStore
+from airflow_provider_omnisend.export.progress import Checkpoint, Journal, ProgressStore
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.export.snapshot import (
     SNAPSHOT_SCHEMA,
@@ -65,8 +66,6 @@ from airflow_provider_omnisend.export.snapshot import (
 
 log = logging.getLogger(__name__)
 
-#: Chunk numbers of the retry round start here, apart from the first round's.
-RETRY_CHUNK_BASE = 1 << 40
 #: Staging rows read at a time while sending: a block's item JSON and its joined bodies are alive together
 #: (about 16 MB for 32k rows). Chunks span blocks, so the size changes memory, not the batches.
 STAGING_READ_ROWS = 32_768
@@ -332,9 +331,8 @@ class ExportEngine:
         self.clock = clock
         self.confirmer = BatchConfirmer(client, poll_interval=options.poll_interval,
                                         timeout=options.confirm_timeout)
-        self.batch_ids: list[str] = []
-        # staging position -> (reason, detail, transient); later records override earlier ones
-        self.failures: dict[int, tuple[str, str, bool]] = {}
+        #: the one record of every chunk's fate; a new one per plan (see ``_push``)
+        self.ledger = ChunkLedger(0)
 
     # ------------------------------------------------------------------ the whole run
     def run(self, batches: Iterable[pa.RecordBatch]) -> ExportSummary:
@@ -393,19 +391,17 @@ class ExportEngine:
                            key_check=check, config_digest=self.spec.config_digest,
                            storage_options=self.storage_options)
         plan = self._plan_digest(send)
-        journal = Journal(self.state_dir, plan, storage_options=self.storage_options)
-        self._push(send, plan, journal, summary)
+        checkpoint = Checkpoint(Journal(self.state_dir, plan, storage_options=self.storage_options),
+                                self.progress, plan)
+        self._push(send, plan, checkpoint, summary)
         if opts.mode == "mirror" and delta.removed:
             summary.untagged = self._untag_removed(delta.removed_table)
-        accepted = send.copy()
-        if self.failures:
-            accepted[np.fromiter(self.failures.keys(), dtype=np.int64)] = False
+        accepted = self.ledger.accepted_mask(send)
         # Unchanged rows keep their entry; failed ones are left to be sent again next run.
         write_snapshot_batches(self.state_dir, merge_partitioned(parts, previous, accepted),
                                hash_key=state.hash_key, key_check=check,
                                config_digest=self.spec.config_digest, storage_options=self.storage_options)
-        journal.clear()
-        self.progress.delete(PROGRESS_KEY)
+        checkpoint.finish()
         self._record_batch_ids(summary, plan)
         summary.duration_s = round(self.clock() - started, 3)
         total = summary.rows_read
@@ -438,11 +434,10 @@ class ExportEngine:
         digest.update(str(self.options.batch_item_cap).encode())
         return digest.hexdigest()[:32]
 
-    def _iter_chunks(self, send: np.ndarray, *, first_number: int = 0) -> Iterator[Chunk]:
-        """Chunks of the rows in ``send`` (see :func:`iter_chunks`); oversized items become failures."""
+    def _iter_chunks(self, send: np.ndarray) -> Iterator[Chunk]:
+        """Chunks of the rows in ``send`` (see :func:`iter_chunks`); oversized items are excluded."""
         return iter_chunks(self.staging_path, send, max_items=self.options.batch_item_cap,
-                           max_body_bytes=self.options.max_body_bytes, first_number=first_number,
-                           on_oversized=self._too_large)
+                           max_body_bytes=self.options.max_body_bytes, on_oversized=self._too_large)
 
     def _staged_rows(self, send: np.ndarray) -> Iterator[StagedBlock]:
         return staged_rows(self.staging_path, send, max_body_bytes=self.options.max_body_bytes,
@@ -450,101 +445,80 @@ class ExportEngine:
 
     def _too_large(self, positions: np.ndarray) -> None:
         limit = self.options.max_body_bytes
-        too_large = ("item_too_large", f"the contact's JSON does not fit a {limit}-byte batch, so it was not "
-                     "exported; later rows with the same e-mail are in this file as its duplicates", False)
-        for pos in positions.tolist():
-            self.failures[pos] = too_large
+        self.ledger.exclude(positions, (
+            "item_too_large", f"the contact's JSON does not fit a {limit}-byte batch, so it was not "
+            "exported; later rows with the same e-mail are in this file as its duplicates", False))
 
-    def _push(self, send: np.ndarray, plan: str, journal: Journal, summary: ExportSummary) -> None:
-        saved = self.progress.get(PROGRESS_KEY) or {}
-        same_plan = saved.get("plan") == plan
-        submitted = {int(k): str(v) for k, v in saved.get("submitted", {}).items()} if same_plan else {}
-        sending = {int(n) for n in saved.get("sending", [])} if same_plan else set()
-        done = journal.load()
-        summary.resumed = bool(submitted or sending or done.confirmed_chunks)
-        summary.resumed_batches = len(submitted)
-        # Recorded as being sent, with no batch id back: those are the batches sent again.
-        summary.resent_batches = len(sending - submitted.keys())
-        if summary.resumed:
+    def _push(self, send: np.ndarray, plan: str, checkpoint: Checkpoint, summary: ExportSummary) -> None:
+        """Send the plan (round 0), then once more the rows that failed for a transient reason (round 1)."""
+        ledger = self.ledger = ChunkLedger(len(send), checkpoint.load())
+        summary.resumed = ledger.resumed
+        summary.resumed_batches = ledger.resumed_batches
+        summary.resent_batches = ledger.resent_batches
+        if ledger.resumed:
             log.info("Resuming: %d chunks already confirmed, %d submitted batches to confirm, %d in flight "
-                     "at the crash to send again", len(done.confirmed_chunks), len(submitted),
-                     summary.resent_batches)
+                     "at the crash to send again",
+                     sum(1 for r in ledger.saved.values() if r.phase.terminal), ledger.resumed_batches,
+                     ledger.resent_batches)
         total = int(send.sum())
         tracker = _Progress(total, self.options.progress_interval, self.clock)
-        self._send_round(self._iter_chunks(send), plan=plan, journal=journal, done=done, submitted=submitted,
-                         tracker=tracker)
-        retry = np.array(sorted(p for p, (_, _, transient) in self.failures.items() if transient),
-                         dtype=np.int64)
-        if len(retry):
-            summary.retried_items = len(retry)
-            log.info("Retrying %d items that failed for a transient reason", len(retry))
-            mask = np.zeros(len(send), dtype=bool)
-            mask[retry] = True
-            self._send_round(self._iter_chunks(mask, first_number=RETRY_CHUNK_BASE), plan=plan,
-                             journal=journal, done=done, submitted=submitted,
-                             tracker=_Progress(len(retry), self.options.progress_interval, self.clock))
-        summary.batches = len(self.batch_ids)
+        self._send_round(0, send, checkpoint, tracker)
+        retry = ledger.retry_mask()
+        if retry.any():
+            summary.retried_items = int(retry.sum())
+            log.info("Retrying %d items that failed for a transient reason", summary.retried_items)
+            self._send_round(1, retry, checkpoint,
+                             _Progress(summary.retried_items, self.options.progress_interval, self.clock))
+        summary.batches = len(ledger.batch_ids())
         self._reject_failures(summary)
         summary.sent = total - summary.api_rejected
         tracker.log(final=True)
 
-    def _send_round(self, chunks: Iterable[Chunk], *, plan: str, journal: Journal, done: JournalState,
-                    submitted: dict[int, str], tracker: _Progress) -> None:
-        """Send chunks from a bounded pool, checkpointing which are being sent and which were submitted,
-        and confirm them in bulk; chunks confirmed before a crash are replayed from the journal."""
-        opts = self.options
-        pending: dict[str, Chunk] = {}
+    def _send_round(self, round_: int, mask: np.ndarray, checkpoint: Checkpoint, tracker: _Progress) -> None:
+        """One round over the chunks of ``mask``, as a state machine over the ledger: a chunk confirmed or
+        refused before is replayed, one submitted before is confirmed, any other is sent from a bounded
+        pool; submitted batches are confirmed in bulk."""
+        opts, ledger = self.options, self.ledger
         in_flight: dict[Future, Chunk] = {}
         last_poll = float("-inf")
 
-        def checkpoint(about_to_send: Chunk | None = None) -> None:
-            sending = [c.number for c in in_flight.values()]
-            if about_to_send is not None:
-                sending.append(about_to_send.number)
-            self.progress.set(PROGRESS_KEY, {
-                "plan": plan, "sending": sending,
-                "submitted": {str(c.number): bid for bid, c in pending.items()}})
-
-        def confirm(block: bool) -> None:
-            outcomes = self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending))
-            if not outcomes:
-                return
-            self._record_outcomes(outcomes, pending, journal)
-            for bid in outcomes:
-                tracker.advance(len(pending.pop(bid).positions))
-            checkpoint()
-
         with ThreadPoolExecutor(max_workers=opts.max_in_flight, thread_name_prefix="omnisend-push") as pool:
-            for chunk in chunks:
-                if chunk.number in done.confirmed_chunks:
-                    self._replay(chunk, done)
+            for chunk in self._iter_chunks(mask):
+                record = ledger.plan((round_, chunk.number), chunk.positions, chunk.keys)
+                if record.phase.terminal:
                     tracker.advance(len(chunk.positions))
                     continue
-                if chunk.number in submitted:  # submitted before the crash: confirm, do not send again
-                    pending[submitted[chunk.number]] = chunk
+                if record.phase == Phase.SUBMITTED:  # submitted before the crash: confirm, do not send again
                     continue
                 while len(in_flight) >= opts.max_in_flight:
-                    self._collect(in_flight, pending)
-                    checkpoint()
-                checkpoint(about_to_send=chunk)
+                    self._collect(round_, in_flight)
+                    checkpoint.write(ledger)
+                ledger.sending(record.chunk)
+                checkpoint.write(ledger)
                 in_flight[pool.submit(self._send_chunk, chunk)] = chunk
-                if len(pending) >= opts.confirm_every and self.clock() - last_poll >= opts.poll_interval:
+                if (ledger.count(Phase.SUBMITTED) >= opts.confirm_every
+                        and self.clock() - last_poll >= opts.poll_interval):
                     last_poll = self.clock()
-                    confirm(block=False)
+                    self._confirm(checkpoint, tracker, block=False)
                 tracker.maybe_log()
             while in_flight:
-                self._collect(in_flight, pending)
-                checkpoint()
-        confirm(block=True)
+                self._collect(round_, in_flight)
+                checkpoint.write(ledger)
+        self._confirm(checkpoint, tracker, block=True)
 
-    def _replay(self, chunk: Chunk, done: JournalState) -> None:
-        """A chunk confirmed before a crash: its recorded failures stand, its other rows were accepted."""
-        failed = done.failures.get(chunk.number, {})
-        for pos in chunk.positions.tolist():
-            if pos in failed:
-                self.failures[pos] = failed[pos]
-            else:
-                self.failures.pop(pos, None)
+    def _confirm(self, checkpoint: Checkpoint, tracker: _Progress, *, block: bool) -> None:
+        """Confirm the submitted batches (all of them when ``block``, else those finished now)."""
+        pending = {r.batch_id: r for r in self.ledger.in_phase(Phase.SUBMITTED)}
+        if not pending:
+            return
+        outcomes = self.confirmer.wait(list(pending)) if block else self.confirmer.poll(list(pending))
+        for bid, outcome in outcomes.items():
+            record = pending[bid]
+            self.ledger.confirmed(record.chunk, self._failed_rows(record, outcome))
+            assert record.positions is not None
+            tracker.advance(len(record.positions))
+        if outcomes:
+            checkpoint.write(self.ledger)
 
     def _send_chunk(self, chunk: Chunk) -> str | OmnisendValidationError:
         try:
@@ -556,58 +530,36 @@ class ExportEngine:
             raise OmnisendApiError(f"Omnisend accepted a batch but returned no batchID: {response!r:.300}")
         return str(batch_id)
 
-    def _collect(self, in_flight: dict[Future, Chunk], pending: dict[str, Chunk]) -> None:
-        """Wait for at least one send to finish and track its batch."""
+    def _collect(self, round_: int, in_flight: dict[Future, Chunk]) -> None:
+        """Wait for at least one send to finish; record it as submitted, or refused whole."""
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
             chunk = in_flight.pop(future)
             chunk.body = b""  # sent: keep memory bounded (a retry rebuilds its body from staging)
             # Auth, version and exhausted network errors propagate: the progress is saved.
-            self._track(chunk, future.result(), pending)
+            result = future.result()
+            if isinstance(result, OmnisendValidationError):
+                self.ledger.refused((round_, chunk.number), str(result))
+            else:
+                self.ledger.submitted((round_, chunk.number), result)
 
-    def _track(self, chunk: Chunk, result: str | OmnisendValidationError,
-               pending: dict[str, Chunk]) -> None:
-        """A batch was accepted (to confirm later) or refused whole (its rows are rejected)."""
-        if isinstance(result, OmnisendValidationError):
-            for pos in chunk.positions.tolist():
-                self.failures[pos] = ("omnisend_rejected_batch", str(result)[:500], False)
-            return
-        self.batch_ids.append(result)
-        pending[result] = chunk
-
-    def _record_outcomes(self, outcomes: dict[str, BatchOutcome], pending: dict[str, Chunk],
-                         journal: Journal) -> None:
-        chunks, f_pos, f_reason, f_detail, f_transient, f_chunk = [], [], [], [], [], []
-        for bid, outcome in outcomes.items():
-            chunk = pending[bid]
-            chunks.append(chunk.number)
-            if outcome.clean:
-                for pos in chunk.positions.tolist():
-                    self.failures.pop(pos, None)
-                continue
-            by_key = dict(zip(chunk.keys.tolist(), chunk.positions.tolist(), strict=True))
-            ok = self._positions(by_key, outcome.succeeded)
-            failed: dict[int, tuple[str, str, bool]] = {}
-            for failure in outcome.failures:
-                for pos in self._positions(by_key, [failure.email] if failure.email else []):
-                    reason = "omnisend_transient_error" if failure.transient else "omnisend_rejected"
-                    failed[pos] = (reason, failure.message, failure.transient)
-            for pos in chunk.positions.tolist():
-                if pos in failed:
-                    self.failures[pos] = failed[pos]
-                elif pos in ok:
-                    self.failures.pop(pos, None)
-                else:  # never processed (stopped batch): worth one more try
-                    self.failures[pos] = ("omnisend_not_processed",
-                                          f"batch {bid} ended {outcome.status} before this item", True)
-            for pos, (reason, detail, transient) in failed.items():
-                f_pos.append(pos)
-                f_reason.append(reason)
-                f_detail.append(detail)
-                f_transient.append(transient)
-                f_chunk.append(chunk.number)
-        journal.append(chunks, failed_pos=f_pos, reasons=f_reason, details=f_detail, transient=f_transient,
-                       failed_chunk=f_chunk)
+    def _failed_rows(self, record: ChunkRecord, outcome: BatchOutcome) -> dict[int, Failure]:
+        """A confirmed batch's rows that Omnisend did not apply; never processed ones are transient."""
+        if outcome.clean:
+            return {}
+        assert record.positions is not None and record.keys is not None
+        by_key = dict(zip(record.keys.tolist(), record.positions.tolist(), strict=True))
+        ok = self._positions(by_key, outcome.succeeded)
+        failed: dict[int, Failure] = {}
+        for failure in outcome.failures:
+            for pos in self._positions(by_key, [failure.email] if failure.email else []):
+                reason = "omnisend_transient_error" if failure.transient else "omnisend_rejected"
+                failed[pos] = (reason, failure.message, failure.transient)
+        for pos in record.positions.tolist():
+            if pos not in failed and pos not in ok:  # never processed (stopped batch): worth one more try
+                failed[pos] = ("omnisend_not_processed",
+                               f"batch {outcome.batch_id} ended {outcome.status} before this item", True)
+        return failed
 
     def _positions(self, by_key: dict[int, int], emails: list[str]) -> set[int]:
         if not emails:
@@ -620,20 +572,21 @@ class ExportEngine:
         return hash_strings(pa.array([e.strip().lower() for e in emails], pa.string()), key=self.hash_key)
 
     def _reject_failures(self, summary: ExportSummary) -> None:
-        if not self.failures:
+        failures = self.ledger.failures()
+        if not failures:
             return
         by_reason: dict[str, tuple[list[int], list[str]]] = {}
-        for pos, (reason, detail, _) in sorted(self.failures.items()):
+        for pos, (reason, detail, _) in sorted(failures.items()):
             rows, details = by_reason.setdefault(reason, ([], []))
             rows.append(pos)
             details.append(detail)
-        failed = np.fromiter(self.failures.keys(), dtype=np.int64, count=len(self.failures))
+        failed = np.fromiter(failures.keys(), dtype=np.int64, count=len(failures))
         failed.sort()
         input_row = dict(zip(failed.tolist(), self._input_rows(failed).tolist(), strict=True))
         for reason, (positions, details) in by_reason.items():
             self.rejects.add(np.array([input_row[p] for p in positions], dtype=np.int64), reason, details)
             summary.reasons[reason] = summary.reasons.get(reason, 0) + len(positions)
-        summary.api_rejected = len(self.failures)
+        summary.api_rejected = len(failures)
 
     def _input_rows(self, positions: np.ndarray) -> np.ndarray:
         """The input row numbers of sorted staging ``positions``, reading the staging file block by block."""
@@ -689,15 +642,16 @@ class ExportEngine:
     def _record_batch_ids(self, summary: ExportSummary, plan: str) -> None:
         """Few batch ids go into the summary itself; many go to a file under ``state_dir``, which any
         worker can read (the confirmation task may run elsewhere)."""
-        if len(self.batch_ids) <= INLINE_BATCH_IDS:
-            summary.batch_ids = list(self.batch_ids)
+        batch_ids = self.ledger.batch_ids()
+        if len(batch_ids) <= INLINE_BATCH_IDS:
+            summary.batch_ids = batch_ids
             return
         fs, root = fsspec.core.url_to_fs(self.state_dir, **(self.storage_options or {}))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = posixpath.join(root, "batches", f"{stamp}-{plan[:12]}.txt")
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         with open_private(fs, path) as fh:
-            fh.write(("\n".join(self.batch_ids) + "\n").encode())
+            fh.write(("\n".join(batch_ids) + "\n").encode())
         summary.batch_ids_path = fs.unstrip_protocol(path)
 
 

@@ -1,16 +1,44 @@
-"""The journal of confirmed chunks survives a crash in the middle of writing a part."""
+"""The journal of ledger events survives a crash in the middle of writing a part, and a later run gets
+back each chunk's latest state."""
 
 from __future__ import annotations
 
-from airflow_provider_omnisend.export.progress import Journal
+import numpy as np
+
+from airflow_provider_omnisend.export.ledger import ChunkLedger, LedgerEvent, Phase
+from airflow_provider_omnisend.export.progress import Checkpoint, Journal, MemoryProgressStore
 
 
 def test_torn_part_is_ignored_and_complete_parts_are_read(tmp_path):
     journal = Journal(str(tmp_path), "plan1")
-    journal.append([0, 1], failed_pos=[5], reasons=["omnisend_rejected"], details=["bad"], transient=[False],
-                   failed_chunk=[1])
+    journal.append([LedgerEvent((0, 0), Phase.CONFIRMED, batch_id="b0"),
+                    LedgerEvent((0, 1), Phase.CONFIRMED, batch_id="b1",
+                                failed={5: ("omnisend_rejected", "bad", False)})])
     (tmp_path / "runs" / "plan1" / "part-999999-deadbeef.parquet").write_bytes(b"")  # a crash mid-write
-    state = Journal(str(tmp_path), "plan1").load()
-    assert state.confirmed_chunks == {0, 1}
-    assert state.failures == {1: {5: ("omnisend_rejected", "bad", False)}}
+    ledger = ChunkLedger(10, Journal(str(tmp_path), "plan1").load())
+    assert {c: r.phase for c, r in ledger.saved.items()} == {(0, 0): Phase.CONFIRMED, (0, 1): Phase.CONFIRMED}
+    assert ledger.saved[(0, 1)].failed == {5: ("omnisend_rejected", "bad", False)}
     assert not [p for p in (tmp_path / "runs" / "plan1").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_later_run_resumes_each_chunk_from_its_latest_phase(tmp_path):
+    store = MemoryProgressStore()
+    checkpoint = Checkpoint(Journal(str(tmp_path), "p"), store, "p")
+    ledger = ChunkLedger(300)
+    for i in range(3):
+        ledger.plan((0, i), np.arange(i * 100, i * 100 + 100))
+        ledger.sending((0, i))
+    ledger.submitted((0, 0), "b0")
+    ledger.submitted((0, 1), "b1")
+    ledger.confirmed((0, 0), {7: ("omnisend_transient_error", "503", True)})
+    checkpoint.write(ledger)
+
+    later = ChunkLedger(300, Checkpoint(Journal(str(tmp_path), "p"), store, "p").load())
+    assert later.resumed and later.resumed_batches == 1 and later.resent_batches == 1
+    for i in range(3):
+        later.plan((0, i), np.arange(i * 100, i * 100 + 100))
+    assert later.batch_ids() == ["b0", "b1"]  # resumed batches count too
+    assert later.records[(0, 2)].phase == Phase.PLANNED  # no batch id came back: sent again
+    assert np.flatnonzero(later.retry_mask()).tolist() == [7]
+    # another plan never resumes this one's open chunks
+    assert not ChunkLedger(300, Checkpoint(Journal(str(tmp_path), "q"), store, "q").load()).resumed
