@@ -122,7 +122,7 @@ class OmnisendClient:
             session.mount("https://", adapter)
         self.session = session
         self.session.headers.update(version.auth_headers(api_key))
-        self.session.auth = _no_auth  # no Basic auth from URL userinfo or ~/.netrc in place of the key
+        harden_session(self.session)
         self.session.headers.setdefault("Accept", "application/json")
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
@@ -409,6 +409,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def harden_session(session: requests.Session) -> requests.Session:
+    """No Basic auth from URL userinfo or ~/.netrc in place of the key header."""
+    session.auth = _no_auth
+    return session
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:

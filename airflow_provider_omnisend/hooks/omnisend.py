@@ -27,6 +27,7 @@ from airflow_provider_omnisend.api.client import (
     DEFAULT_MAX_RETRY_WAIT,
     OmnisendClient,
     checked_api_key,
+    harden_session,
 )
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendConfigError
 from airflow_provider_omnisend.api.versions import ApiVersion, get_version
@@ -169,7 +170,7 @@ class OmnisendHook(HttpHook):
         self._base_url_initialized = True
 
     def _configure_session_from_auth(self, session: requests.Session, connection: Any) -> requests.Session:
-        session.auth = None  # the key travels in the version's header, never as Basic auth
+        harden_session(session)  # the key travels in the version's header, never as Basic auth
         session.headers.update(self.settings.version.auth_headers(self._api_key()))
         return session
 

@@ -354,3 +354,12 @@ def test_echoed_key_stays_out_of_a_real_export(hostile, monkeypatch, tmp_path, c
     assert "***" in "".join(texts)  # the echo did arrive somewhere, redacted
     assert not _leaks(*texts, caplog.text)
     _TRIED["export against an echoing 400 server"] = "rejects/exception/log without the key"
+
+
+def test_httphook_run_does_not_follow_redirects_either(hostile, monkeypatch):
+    before = _sink_hits(hostile)
+    hook = _hook(monkeypatch, f"{hostile.base_url}/redirect/307")
+    with pytest.raises(OmnisendApiError, match="HTTP 307"):
+        hook.run("/batches")
+    assert _sink_hits(hostile) == before
+    _TRIED["HttpHook.run through a 307"] = "error naming status and host, nothing sent on"
