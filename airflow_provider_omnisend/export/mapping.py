@@ -149,6 +149,7 @@ class MappingSpec:
         status_changed_at: str | Mapping[str, str] | None = None,
         consent: Mapping[str, str | Mapping[str, str]] | None = None,
         available_columns: Sequence[str] | None = None,
+        source_types: Mapping[str, str] | None = None,
     ) -> MappingSpec:
         """Validate a user mapping ``{omnisend_field: source_column}`` and freeze it.
 
@@ -199,7 +200,13 @@ class MappingSpec:
                 f"on_invalid_field must be one of {_quoted(ON_INVALID_FIELD)}, got {on_invalid_field!r}"
             )
         region = _phone_region(default_phone_region, problems)
-        types = _property_types(custom_property_types, [name for name, _ in props], problems)
+        # a type the source declares for a column (CDM, Parquet) applies unless custom_property_types says
+        declared = {name: source_types[column] for name, column in props if column in (source_types or {})}
+        if isinstance(custom_property_types, Mapping):
+            declared.update(custom_property_types)
+        elif custom_property_types is not None:
+            declared = custom_property_types  # reported as a problem below
+        types = _property_types(declared, [name for name, _ in props], problems)
         changed_at = _source(status_changed_at, "status_changed_at", problems)
         if changed_at is not None and email_status is None and sms_status is None:
             problems.append(

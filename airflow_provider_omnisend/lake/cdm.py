@@ -40,7 +40,7 @@ from airflow_provider_omnisend.lake.errors import (
     LakePathNotFound,
     ManifestNotFound,
 )
-from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport
+from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport, cdm_property_type
 from airflow_provider_omnisend.lake.files import fingerprint
 from airflow_provider_omnisend.lake.fs import Location, contained, find_files, list_dir, read_text
 
@@ -92,6 +92,8 @@ class Entity:
     columns: tuple[str, ...]
     partitions: tuple[Partition, ...]  # listed in the manifest (dataPartitions / partitions)
     patterns: tuple[PartitionPattern, ...] = ()
+    #: declared types of the typed columns (see export.cdm_property_type)
+    column_types: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,9 @@ def _model_json_entities(manifest: Location, doc: Mapping[str, Any], mapper: _Lo
         name = raw.get("name")
         if not name:
             continue
-        columns = tuple(a["name"] for a in raw.get("attributes") or [] if a.get("name"))
+        attributes = [a for a in raw.get("attributes") or [] if isinstance(a, dict) and a.get("name")]
+        columns = tuple(a["name"] for a in attributes)
+        types = _typed(attributes, "dataType")
         entity_csv = _csv_from_settings(raw.get("fileFormatSettings"), model_csv)
         partitions = []
         for part in raw.get("partitions") or []:
@@ -205,7 +209,7 @@ def _model_json_entities(manifest: Location, doc: Mapping[str, Any], mapper: _Lo
                 refresh_time=part.get("refreshTime"),
                 csv=None if _is_parquet(settings, location) else _csv_from_settings(settings, entity_csv),
             ))
-        entities.append(Entity(name=name, columns=columns, partitions=tuple(partitions)))
+        entities.append(Entity(name=name, columns=columns, partitions=tuple(partitions), column_types=types))
     return entities
 
 
@@ -236,23 +240,30 @@ def _csv_from_trait(args: Mapping[str, str]) -> CsvOptions:
     )
 
 
-def _attribute_names(attributes: Sequence[Any]) -> list[str]:
-    """Attribute names from ``hasAttributes``, flattening attribute group references."""
-    names: list[str] = []
+def _attributes(attributes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Attributes from ``hasAttributes``, flattening attribute group references."""
+    found: list[dict[str, Any]] = []
     for attr in attributes or []:
         if not isinstance(attr, dict):
             continue
         if "name" in attr:
-            names.append(str(attr["name"]))
+            found.append(attr)
         group = attr.get("attributeGroupReference")
         if isinstance(group, dict):
-            names.extend(_attribute_names(group.get("members") or []))
-    return names
+            found.extend(_attributes(group.get("members") or []))
+    return found
+
+
+def _typed(attributes: Sequence[dict[str, Any]], key: str) -> tuple[tuple[str, str], ...]:
+    """(column, property type) of the attributes whose declared ``key`` type is not text."""
+    typed = ((str(a["name"]), cdm_property_type(a.get(key))) for a in attributes)
+    return tuple((name, kind) for name, kind in typed if kind is not None)
 
 
 def _entity_columns(
     manifest: Location, entity_path: str, cache: dict[str, dict[str, Any]], mapper: _LocationMapper
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The entity's columns and the declared types of its typed columns (``dataFormat``)."""
     file_part, _, definition = entity_path.rpartition("/")
     if not file_part:
         file_part, definition = entity_path, ""
@@ -261,7 +272,8 @@ def _entity_columns(
         cache[doc_loc.path] = _json(doc_loc)
     for item in cache[doc_loc.path].get("definitions") or []:
         if not definition or item.get("entityName") == definition:
-            return tuple(_attribute_names(item.get("hasAttributes") or []))
+            attributes = _attributes(item.get("hasAttributes") or [])
+            return tuple(str(a["name"]) for a in attributes), _typed(attributes, "dataFormat")
     raise LakeError(
         f"The entity definition {definition!r} is not in {doc_loc.url!r} (referenced by entityPath "
         f"{entity_path!r} in {manifest.url!r}). The manifest and its entity files are out of step: re-run "
@@ -292,7 +304,7 @@ def _manifest_entities(manifest: Location, doc: Mapping[str, Any], mapper: _Loca
         if not name:
             continue
         entity_path = raw.get("entityPath") or f"{name}.cdm.json/{name}"
-        columns = _entity_columns(manifest, entity_path, definitions, mapper)
+        columns, types = _entity_columns(manifest, entity_path, definitions, mapper)
         entity_time = raw.get("lastFileModifiedTime")
         partitions = tuple(
             _manifest_partition(
@@ -316,7 +328,8 @@ def _manifest_entities(manifest: Location, doc: Mapping[str, Any], mapper: _Loca
             )
             for pattern in raw.get("dataPartitionPatterns") or []
         )
-        entities.append(Entity(name=name, columns=columns, partitions=partitions, patterns=patterns))
+        entities.append(Entity(name=name, columns=columns, partitions=partitions, patterns=patterns,
+                               column_types=types))
     return entities
 
 
@@ -666,6 +679,7 @@ def resolve_cdm(
             export_id=f"cdm:{chosen.name}:{key}",
             files=tuple(p.location.url for p in refresh.partitions),
             columns=chosen.columns,
+            column_types=chosen.column_types,
             entity=chosen.name,
             csv=formats.pop(),
             refresh_time=refresh.refresh_time,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyarrow as pa
+
 FORMATS = ("cdm", "parquet", "csv", "delta")
 
 
@@ -47,12 +49,16 @@ class ResolvedExport:
     csv: CsvOptions | None = None
     delta_version: int | None = None
     refresh_time: str | None = None
+    #: ``(column, "number"|"boolean"|"date")`` for the columns the source declares typed (CDM
+    #: ``dataType``/``dataFormat``, Parquet schema); the export sends mapped custom properties so typed.
+    column_types: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         object.__setattr__(self, "files", tuple(self.files))
         object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "column_types", tuple((str(c), str(t)) for c, t in self.column_types))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (for XCom and trigger events); inverse of :meth:`from_dict`."""
@@ -80,4 +86,31 @@ class ResolvedExport:
             csv=CsvOptions(**csv) if isinstance(csv, dict) else csv,
             delta_version=d.get("delta_version"),
             refresh_time=d.get("refresh_time"),
+            column_types=tuple(tuple(pair) for pair in d.get("column_types") or ()),
         )
+
+
+#: CDM data types (model.json ``dataType``, manifest ``dataFormat``; compared lower-cased) by the JSON
+#: type a custom property of that column is sent as. Anything else is text.
+_CDM_TYPES = {
+    "number": {"int16", "int32", "int64", "integer", "byte", "double", "float", "decimal"},
+    "boolean": {"boolean"},
+    "date": {"date", "datetime", "datetimeoffset"},
+}
+
+
+def cdm_property_type(declared: object) -> str | None:
+    """``number``, ``boolean`` or ``date`` for a CDM attribute type; None for text and unknown types."""
+    name = str(declared or "").lower()
+    return next((kind for kind, names in _CDM_TYPES.items() if name in names), None)
+
+
+def arrow_property_type(typ: pa.DataType) -> str | None:
+    """``number``, ``boolean`` or ``date`` for an Arrow column type; None for text and the rest."""
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return "number"
+    if pa.types.is_boolean(typ):
+        return "boolean"
+    if pa.types.is_date(typ) or pa.types.is_timestamp(typ):
+        return "date"
+    return None

@@ -30,7 +30,7 @@ from airflow_provider_omnisend.lake.errors import (
     PartitionUnreadable,
     safe_reason,
 )
-from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport
+from airflow_provider_omnisend.lake.export import CsvOptions, ResolvedExport, arrow_property_type
 from airflow_provider_omnisend.lake.fs import Location, find_files, modified_time
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ def resolve_parquet(source: str, root: Location, entry: Mapping[str, Any], *,
     return ResolvedExport(
         source=source, format="parquet", export_id=f"parquet:{fingerprint(root, entries)}",
         files=tuple(root.url_for(e["name"]) for e in entries), columns=tuple(dataset.schema.names),
+        column_types=tuple((f.name, kind) for f in dataset.schema if (kind := arrow_property_type(f.type))),
     )
 
 

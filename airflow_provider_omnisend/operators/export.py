@@ -197,7 +197,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 on_invalid_field=str(self.on_invalid_field),
                 default_phone_region=self.default_phone_region or None,
                 custom_property_types=self.custom_property_types, status_changed_at=self.status_changed_at,
-                consent=self.consent, available_columns=export.columns)
+                consent=self.consent, available_columns=export.columns,
+                source_types=dict(export.column_types))
             rejects_schema(spec.source_columns)  # refuses columns the rejects file could not tell apart
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
