@@ -25,6 +25,7 @@ from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
 from airflow_provider_omnisend.export import prepare as prepare_module
 from airflow_provider_omnisend.export.engine import iter_chunks
 from airflow_provider_omnisend.export.hashing import new_hash_key
+from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.prepare import prepare_export
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.lake import iter_batches
@@ -38,11 +39,11 @@ TARGETS = {"parquet": 300_000, "cdm": 150_000}  # profiles per second
 BASELINE_READER = {"parquet": "pandas iterrows", "cdm": "csv.DictReader"}
 
 
-def optimized(export: ResolvedExport, work: Path) -> dict[str, Any]:
-    """The provider's pipeline over ``export``, timed per step."""
+def optimized(export: ResolvedExport, work: Path, *, spec: MappingSpec | None = None) -> dict[str, Any]:
+    """The provider's pipeline over ``export`` (the demo mapping unless ``spec``), timed per step."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    spec = demo_spec(export.columns)
+    spec = spec or demo_spec(export.columns)
     started, cpu = time.perf_counter(), time.process_time()
     rejects = RejectsWriter(str(work / "rejects.parquet"), source_columns=spec.source_columns)
     try:
@@ -62,6 +63,7 @@ def optimized(export: ResolvedExport, work: Path) -> dict[str, Any]:
         "rows": prep.rows_read,
         "contacts": prep.valid,
         "rejected": prep.rejected,
+        "field_warnings": prep.field_warnings,
         "bodies": bodies,
         "body_bytes": size,
         "seconds": done - started,

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import emulator_capacity, incremental, memory, pipeline, rate_limit, scale_out
+from . import emulator_capacity, incremental, localized, memory, pipeline, rate_limit, scale_out
 from .common import Context, Scale, Section, load_avg, machine, quiet_logs
 
 MEASUREMENTS: dict[str, Callable[[Context], Section]] = {
     "emulator": emulator_capacity.measure,
     "pipeline": pipeline.measure,
+    "localized": localized.measure,
     "rate_limit": rate_limit.measure,
     "memory": memory.measure,
     "incremental": incremental.measure,
@@ -36,6 +37,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "emulator": {"contacts": 100_000},
         "pipeline": {"rows": 1_000_000, "baseline_rows": 100_000, "repeats": 5},
+        "localized": {"rows": 1_000_000},
         "rate_limit": {"budgets": {400: 1_000_000, 300: 250_000}, "baseline_contacts": 5_000},
         "memory": {"rows": [1_000_000, 5_000_000], "naive_rows": 1_000_000},
         "incremental": {"rows": 1_000_000, "changed": 0.01},
@@ -45,6 +47,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "emulator": {"contacts": 20_000},
         "pipeline": {"rows": 100_000, "baseline_rows": 20_000, "repeats": 3},
+        "localized": {"rows": 100_000},
         "rate_limit": {"budgets": {400: 100_000, 300: 100_000}, "baseline_contacts": 1_000},
         "memory": {"rows": [100_000, 500_000], "naive_rows": 100_000},
         "incremental": {"rows": 100_000, "changed": 0.01},
