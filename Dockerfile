@@ -13,7 +13,7 @@ WORKDIR /opt/airflow/omnisend-provider
 
 COPY --chown=airflow:0 pyproject.toml constraints.txt README.md ./
 COPY --chown=airflow:0 airflow_provider_omnisend/ ./airflow_provider_omnisend/
-RUN pip install --no-cache-dir -c constraints.txt ".[azure,delta]" \
+RUN pip install --no-cache-dir -c constraints.txt ".[azure,delta,emulator]" \
     && python -c "import airflow_provider_omnisend.testing.emulator.app"
 
 # docker/airflow-init.sh: run by the airflow-init service; docker/demo_lake.py writes a demo export.

@@ -15,7 +15,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade "pip>=24"
-extras="azure,delta"
+extras="azure,delta,emulator"  # emulator: the demo and the tests run the local Omnisend emulator
 [[ $want_test == 1 ]] && extras="$extras,test"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[${extras}]"
 

@@ -114,3 +114,45 @@ def test_the_export_core_imports_no_airflow() -> None:
                  for m in sorted(reached)}
     assert not {m: d for m, d in offenders.items() if d}
     assert reached <= core | {PACKAGE}, sorted(reached - core)
+
+
+# ---------------------------------------------------------------- declared dependencies
+#: import name -> distribution name, where they differ
+DISTRIBUTIONS = {"airflow": "apache-airflow", "requests_toolbelt": "requests-toolbelt", "yaml": "pyyaml"}
+#: optional at run time: imported only where that extra's feature is used, or only when installed
+OPTIONAL = {"deltalake": "delta", "uvloop": None, "psutil": "test", "psycopg2": None}
+
+
+def declared() -> tuple[set[str], dict[str, set[str]]]:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+
+    def names(specs: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in specs}
+
+    return names(project["dependencies"]), {k: names(v) for k, v in project["optional-dependencies"].items()}
+
+
+def third_party(module_prefix: str) -> set[str]:
+    import sys
+
+    tops = {dep.split(".")[0] for name, deps in graph().items() if name.startswith(module_prefix)
+            for dep in deps}
+    return {t for t in tops if t not in sys.stdlib_module_names and t != PACKAGE}
+
+
+def test_every_direct_import_is_declared_and_the_emulator_server_needs_its_extra() -> None:
+    required, extras = declared()
+    emulator = f"{PACKAGE}.testing.emulator"
+    everything = third_party(PACKAGE) - set(OPTIONAL)
+    undeclared = {t for t in everything if DISTRIBUTIONS.get(t, t) not in required | extras["emulator"]}
+    assert not undeclared, f"imported but not declared in pyproject.toml: {sorted(undeclared)}"
+    # the emulator's server-only dependencies are an extra, and nothing outside the emulator needs them
+    assert {"aiohttp", "jsonschema"} <= extras["emulator"] and not {"aiohttp", "jsonschema"} & required
+    outside = {t for name, deps in graph().items() if not name.startswith(emulator)
+               for t in (d.split(".")[0] for d in deps)}
+    assert not {"aiohttp", "jsonschema"} & outside
+    for name, extra in OPTIONAL.items():
+        assert extra is None or name in extras[extra] or DISTRIBUTIONS.get(name, name) in extras[extra]
