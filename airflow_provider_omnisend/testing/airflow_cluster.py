@@ -144,7 +144,8 @@ class AirflowCluster:
     ``root/lake/<export_subdir>``. ``pool_slots`` sizes the ``omnisend_api`` pool and divides the
     connection's budget between the exports running at once; ``parallelism`` bounds the executor.
     ``env`` adds or overrides environment variables of every Airflow process. With
-    ``executor="celery"``, ``workers`` Celery workers run ``worker_concurrency`` tasks each.
+    ``executor="celery"``, ``workers`` Celery workers run ``worker_concurrency`` tasks each; the broker
+    is ``redis_url`` (a server the caller may restart) or the Redis that ``services`` finds or starts.
     """
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -154,12 +155,13 @@ class AirflowCluster:
                  export_subdir: Path | str, segments: Iterable[str], pool_slots: int = 2,
                  parallelism: int = 4, dags_folder: Path = DAGS_FOLDER,
                  env: Mapping[str, str] | None = None, executor: str = "local", workers: int = 2,
-                 worker_concurrency: int = 2) -> None:
+                 worker_concurrency: int = 2, redis_url: str | None = None) -> None:
         if executor not in self.EXECUTORS:
             raise ValueError(f"executor must be one of {sorted(self.EXECUTORS)}, got {executor!r}")
         self.executor = executor
         self.workers = [f"worker-{n + 1}" for n in range(workers)] if executor == "celery" else []
         self.worker_concurrency = worker_concurrency
+        self.redis_url = redis_url
         self._services = ExitStack()
         self.root = root
         self.emulator = emulator
@@ -242,7 +244,7 @@ class AirflowCluster:
     def _celery_env(self) -> dict[str, str]:
         """PostgreSQL metadata DB, Redis broker: found running or started, released by :meth:`stop`."""
         db = services.sqlalchemy_url(self._services.enter_context(services.postgres_database(self.logs)))
-        redis_base = self._services.enter_context(services.redis_service(self.logs))
+        redis_base = self.redis_url or self._services.enter_context(services.redis_service(self.logs))
         self.broker_url = services.redis_db_url(redis_base, services.random_redis_db())
         return {
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
