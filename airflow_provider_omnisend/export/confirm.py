@@ -9,12 +9,13 @@ not show (another integration flooding the list) falls back to ``GET /batches/{i
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from airflow_provider_omnisend.api.errors import OmnisendApiError
+from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendCancelled
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,13 @@ class BatchConfirmer:
     """Polls until every given batch is terminal, then reports its failed items."""
 
     def __init__(self, api: BatchApi, *, endpoint: str = "contacts", poll_interval: float = 2.0,
-                 timeout: float = 3600.0) -> None:
+                 timeout: float = 3600.0, cancel: threading.Event | None = None) -> None:
         self.api = api
         self.endpoint = endpoint
         self.poll_interval = poll_interval
         self.timeout = timeout
+        #: set (by the task's on_kill) to stop waiting at once; the batches stay submitted, to confirm later
+        self.cancel = cancel
         self.requests = 0
         # Legacy API generations have no batch listing: fall back to one GET per batch.
         self.can_list = True
@@ -109,8 +112,15 @@ class BatchConfirmer:
                     f"{len(pending)} Omnisend batches were still processing after {self.timeout:.0f}s "
                     f"(e.g. {sorted(pending)[:3]}). They may still finish: re-run the task to confirm them "
                     "without sending them again, or raise confirm_timeout.")
-            time.sleep(self.poll_interval)
+            self._sleep(len(pending))
         return done
+
+    def _sleep(self, pending: int) -> None:
+        if self.cancel is None:
+            time.sleep(self.poll_interval)
+        elif self.cancel.wait(self.poll_interval):
+            raise OmnisendCancelled(f"Cancelled while {pending} Omnisend batches were processing; a later "
+                                    "run confirms them without sending them again.")
 
     def _list_summaries(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
         """Summaries of ``wanted`` batches found in list pages (newest first).

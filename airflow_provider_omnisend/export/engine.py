@@ -42,7 +42,7 @@ from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcom
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import hash_strings, key_check, state_key
 from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
-from airflow_provider_omnisend.export.ledger import ChunkLedger, ChunkRecord, Failure, Phase
+from airflow_provider_omnisend.export.ledger import ChunkId, ChunkLedger, ChunkRecord, Failure, Phase
 from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.payload import (
     batch_bodies,
@@ -330,7 +330,8 @@ class ExportEngine:
         self.state_secret = state_secret
         self.clock = clock
         self.confirmer = BatchConfirmer(client, poll_interval=options.poll_interval,
-                                        timeout=options.confirm_timeout)
+                                        timeout=options.confirm_timeout,
+                                        cancel=getattr(client, "cancel", None))
         #: the one record of every chunk's fate; a new one per plan (see ``_push``)
         self.ledger = ChunkLedger(0)
 
@@ -478,33 +479,57 @@ class ExportEngine:
         """One round over the chunks of ``mask``, as a state machine over the ledger: a chunk confirmed or
         refused before is replayed, one submitted before is confirmed, any other is sent from a bounded
         pool; submitted batches are confirmed in bulk."""
-        opts, ledger = self.options, self.ledger
+        ledger = self.ledger
         in_flight: dict[Future, Chunk] = {}
-        last_poll = float("-inf")
-
-        with ThreadPoolExecutor(max_workers=opts.max_in_flight, thread_name_prefix="omnisend-push") as pool:
-            for chunk in self._iter_chunks(mask):
-                record = ledger.plan((round_, chunk.number), chunk.positions, chunk.keys)
-                if record.phase.terminal:
-                    tracker.advance(len(chunk.positions))
-                    continue
-                if record.phase == Phase.SUBMITTED:  # submitted before the crash: confirm, do not send again
-                    continue
-                while len(in_flight) >= opts.max_in_flight:
-                    self._collect(round_, in_flight)
-                    checkpoint.write(ledger)
-                ledger.sending(record.chunk)
+        workers = self.options.max_in_flight
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omnisend-push") as pool:
+            try:
+                self._send_chunks(round_, mask, pool=pool, in_flight=in_flight, checkpoint=checkpoint,
+                                  tracker=tracker)
+            except BaseException:
+                # Cancelled (on_kill), or an error no retry fixes: record what the sends still in flight
+                # got back (they stop promptly once the client's cancel event is set), then checkpoint.
+                self._settle(round_, in_flight)
                 checkpoint.write(ledger)
-                in_flight[pool.submit(self._send_chunk, chunk)] = chunk
-                if (ledger.count(Phase.SUBMITTED) >= opts.confirm_every
-                        and self.clock() - last_poll >= opts.poll_interval):
-                    last_poll = self.clock()
-                    self._confirm(checkpoint, tracker, block=False)
-                tracker.maybe_log()
-            while in_flight:
+                raise
+        self._confirm(checkpoint, tracker, block=True)
+
+    def _send_chunks(self, round_: int, mask: np.ndarray, *, pool: ThreadPoolExecutor,
+                     in_flight: dict[Future, Chunk], checkpoint: Checkpoint, tracker: _Progress) -> None:
+        opts, ledger = self.options, self.ledger
+        last_poll = float("-inf")
+        for chunk in self._iter_chunks(mask):
+            record = ledger.plan((round_, chunk.number), chunk.positions, chunk.keys)
+            if record.phase.terminal:
+                tracker.advance(len(chunk.positions))
+                continue
+            if record.phase == Phase.SUBMITTED:  # submitted before the crash: confirm, do not send again
+                continue
+            while len(in_flight) >= opts.max_in_flight:
                 self._collect(round_, in_flight)
                 checkpoint.write(ledger)
-        self._confirm(checkpoint, tracker, block=True)
+            ledger.sending(record.chunk)
+            checkpoint.write(ledger)
+            in_flight[pool.submit(self._send_chunk, chunk)] = chunk
+            if (ledger.count(Phase.SUBMITTED) >= opts.confirm_every
+                    and self.clock() - last_poll >= opts.poll_interval):
+                last_poll = self.clock()
+                self._confirm(checkpoint, tracker, block=False)
+            tracker.maybe_log()
+        while in_flight:
+            self._collect(round_, in_flight)
+            checkpoint.write(ledger)
+
+    def _settle(self, round_: int, in_flight: dict[Future, Chunk]) -> None:
+        """Wait for the sends still in flight and record those that were submitted or refused."""
+        for future, chunk in list(in_flight.items()):
+            try:
+                result = future.result()
+            except Exception:  # it stays "sending": a later run sends it again
+                continue
+            finally:
+                in_flight.pop(future)
+            self._record_send((round_, chunk.number), result)
 
     def _confirm(self, checkpoint: Checkpoint, tracker: _Progress, *, block: bool) -> None:
         """Confirm the submitted batches (all of them when ``block``, else those finished now)."""
@@ -537,11 +562,13 @@ class ExportEngine:
             chunk = in_flight.pop(future)
             chunk.body = b""  # sent: keep memory bounded (a retry rebuilds its body from staging)
             # Auth, version and exhausted network errors propagate: the progress is saved.
-            result = future.result()
-            if isinstance(result, OmnisendValidationError):
-                self.ledger.refused((round_, chunk.number), str(result))
-            else:
-                self.ledger.submitted((round_, chunk.number), result)
+            self._record_send((round_, chunk.number), future.result())
+
+    def _record_send(self, chunk: ChunkId, result: str | OmnisendValidationError) -> None:
+        if isinstance(result, OmnisendValidationError):
+            self.ledger.refused(chunk, str(result))
+        else:
+            self.ledger.submitted(chunk, result)
 
     def _failed_rows(self, record: ChunkRecord, outcome: BatchOutcome) -> dict[int, Failure]:
         """A confirmed batch's rows that Omnisend did not apply; never processed ones are transient."""

@@ -13,6 +13,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_omnisend.api.client import OmnisendClient
 from airflow_provider_omnisend.api.errors import (
     OmnisendAuthError,
     OmnisendConfigError,
@@ -108,6 +110,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
     }
     operator_extra_links = (OmnisendSegmentLink(),)
     ui_color = "#ffd7c2"
+    #: the running export's cancel event (see ``on_kill``)
+    _cancel: threading.Event | None = None
 
     def __init__(
         self,
@@ -235,7 +239,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 "another store with that store's default credentials (environment).") from None
         progress = context.get("task_state_store") or MemoryProgressStore()
         engine = ExportEngine(
-            client=hook.get_client(), spec=spec, options=options, state_dir=f"{state_path.rstrip('/')}/{key}",
+            client=self._cancellable(hook.get_client()), spec=spec, options=options,
+            state_dir=f"{state_path.rstrip('/')}/{key}",
             work_dir=work_dir, artifacts_dir=run_dir, rejects=rejects, progress=progress,
             export_id=export.export_id, storage_options=state_options, state_secret=hook.state_secret())
         self.log.info("Exporting segment %r from %s (%s, export %s) to Omnisend %s%s", self.segment,
@@ -269,6 +274,20 @@ class OmnisendExportSegmentOperator(BaseOperator):
                              "Details (kind field_dropped): %s", result["field_warnings"],
                              result["field_warning_reasons"], result["rejects_path"])
         return result
+
+    def _cancellable(self, client: OmnisendClient) -> OmnisendClient:
+        """Keep the client's cancel event for :meth:`on_kill` (set in ``execute``: an Event cannot be
+        deep-copied with the operator)."""
+        self._cancel = client.cancel
+        return client
+
+    def on_kill(self) -> None:
+        """SIGTERM (the task is stopped, or timed out): stop sending at once. The client's waits and
+        retry sleeps raise ``OmnisendCancelled``, the engine records what the sends in flight got back and
+        checkpoints, so the next run confirms the submitted batches and re-sends only those in flight."""
+        if self._cancel is not None:
+            self.log.warning("Killed: stopping the export; the next run resumes from the checkpoint")
+            self._cancel.set()
 
     def _resolve(self) -> ResolvedExport:
         source = self.source

@@ -11,13 +11,15 @@ per child on the shared CI cores.
 Options of note: ``--read-delay`` pauses between the 1,000-row input batches (a slow lake read: it
 makes the prepare phase long enough to be hit); ``--pause-before-snapshot MARKER`` wraps the engine's
 ``write_snapshot_batches`` so that the child creates MARKER and sleeps before writing the snapshot (the only
-window too short to hit by polling: every batch confirmed, snapshot not written yet).
+window too short to hit by polling: every batch confirmed, snapshot not written yet); ``--cancel-on-sigterm``
+makes SIGTERM set the client's cancel event, as ``OmnisendExportSegmentOperator.on_kill`` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--confirm-every", type=int, default=200)
     parser.add_argument("--read-delay", type=float, default=0.0)
     parser.add_argument("--pause-before-snapshot", default=None)
+    parser.add_argument("--cancel-on-sigterm", action="store_true",
+                        help="SIGTERM sets the client's cancel event, as the operator's on_kill does")
     args = parser.parse_args()
 
     sys.modules["airflow"] = None  # type: ignore[assignment]  # see the module docstring
@@ -62,6 +66,8 @@ def main() -> None:
     table = synthetic_profiles(args.rows, seed=args.seed)
     client = make_client(args.api_url, args.api_key, requests_per_minute=args.rpm,
                          max_in_flight=args.max_in_flight)
+    if args.cancel_on_sigterm:
+        signal.signal(signal.SIGTERM, lambda *_: client.cancel.set())
     summary = run_engine(
         client=client, batches=slow_batches(table, delay=args.read_delay), columns=table.column_names,
         state_dir=args.state_dir, work_dir=args.work_dir, rejects_path=args.rejects,
