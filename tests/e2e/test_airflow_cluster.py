@@ -8,6 +8,7 @@ empty emulator, no snapshots or watermarks and a fresh copy of the sample lake.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -112,7 +113,10 @@ def test_single_segment_run_from_params(airflow_cluster: AirflowCluster) -> None
 @pytest.fixture(scope="module")
 def browser_context(airflow_cluster: AirflowCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian package chromium); the UI tests need a real browser")
+        missing = f"{CHROMIUM} is missing (Debian package chromium); the UI tests need a real browser"
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{missing}. Under CI they must run: install chromium (scripts/setup.sh --test).")
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

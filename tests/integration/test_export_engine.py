@@ -70,6 +70,7 @@ def test_batch_caps_per_api_version(emulator, tmp_path):
     summary, _ = run_export(export_client(emulator, api_version="v3"), table.to_batches(), tmp_path=tmp_path)
     assert summary.batches == posted_batches(emulator, "/v3") == 3  # 1000 + 1000 + 500
     assert emulator.state()["contacts"] == 2_500
+    assert emulator.state()["welcome_messages"] == 0  # the legacy payload says so explicitly too
     emulator.reset()
     summary, _ = run_export(export_client(emulator), table.to_batches(), tmp_path=tmp_path,
                             run_name="current", state_dir=tmp_path / "s2")

@@ -1,5 +1,8 @@
 """The incremental diff and snapshot merge done in memory, the simple way: the reference the key-range
-(out-of-core) functions in ``export.snapshot`` are checked against. Not used by the provider."""
+(out-of-core) functions in ``export.snapshot`` are checked against. Not used by the provider.
+
+Self-contained on purpose: it takes only the data types (schemas, ``Diff``) from the module it checks,
+never its helpers, so that a bug in a shared helper cannot make both sides agree."""
 
 from __future__ import annotations
 
@@ -8,14 +11,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from airflow_provider_omnisend.export.snapshot import (  # the shared numpy helpers, not the algorithm
-    REMOVED_SCHEMA,
-    SNAPSHOT_SCHEMA,
-    Diff,
-    _is_sorted,
-    _lookup,
-    _u64,
-)
+from airflow_provider_omnisend.export.snapshot import REMOVED_SCHEMA, SNAPSHOT_SCHEMA, Diff  # types only
+
+
+def _u64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(column, dtype=np.uint64)
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found?, position in ``sorted_keys``) of each key; positions of keys not found are meaningless."""
+    at = np.searchsorted(sorted_keys, keys)
+    inside = at < sorted_keys.size
+    at = np.where(inside, at, 0)
+    return inside & (sorted_keys[at] == keys), at
 
 
 def diff(staging_path: str, snapshot_table: pa.Table | None) -> Diff:
@@ -115,6 +123,6 @@ def _snapshot(keys: np.ndarray, fps: np.ndarray, ids: pa.Array) -> pa.Table:
 
 def _sorted_snapshot(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     keys = _u64(table.column("key"))
-    order = np.arange(keys.size) if _is_sorted(keys) else np.argsort(keys, kind="stable")
+    order = np.argsort(keys, kind="stable")
     return keys[order], _u64(table.column("fp"))[order], order
 
