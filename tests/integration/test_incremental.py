@@ -15,6 +15,9 @@ from tests.support import expected_contacts, export_client, run_export
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TAG = "segment: VIP"
+HAND_TAG = "vip: hand-made"
+#: What a tag change may alter on a contact besides its tags.
+IGNORED = {"tags", "updatedAt"}
 
 
 def posted(emulator) -> int:
@@ -58,6 +61,13 @@ def test_three_refreshes_send_only_changes_and_mirror_removes_exactly_the_leaver
     s1, _ = run_export(client, first.to_batches(), tmp_path=tmp_path, state_dir=state, run_name="r1")
     assert (s1.new, s1.changed, s1.unchanged, s1.removed, s1.sent) == (50_000, 0, 0, 0, 50_000)
     assert_state(emulator, first)
+    # A tag made by hand (outside this product) on some leavers and some stayers: mirror must remove
+    # the segment's tag only, and touch nothing else of a leaver.
+    hand_tagged = [f"customer{i}@example.com" for i in (*range(10_000, 10_050), *range(20_000, 20_050))]
+    client.add_tags([HAND_TAG], hand_tagged)
+    wait_tags_applied(emulator)
+    leavers = {f"customer{i}@example.com" for i in range(10_000, 10_200)}
+    before_mirror = {c["email"]: c for c in emulator.contacts() if c["email"] in leavers}
 
     before = posted(emulator)
     s2, _ = run_export(client, second.to_batches(), tmp_path=tmp_path, state_dir=state, run_name="r2",
@@ -69,8 +79,14 @@ def test_three_refreshes_send_only_changes_and_mirror_removes_exactly_the_leaver
     assert_state(emulator, second)
     stored = {c["email"]: c for c in emulator.contacts()}
     untagged = {e for e, c in stored.items() if TAG not in c["tags"]}
-    assert untagged == {f"customer{i}@example.com" for i in range(10_000, 10_200)}
+    assert untagged == leavers
     assert s2.untagged == 200
+    assert {e for e, c in stored.items() if HAND_TAG in c["tags"]} == set(hand_tagged)
+    for email, was in before_mirror.items():  # fields, status and the other tags as they were
+        now = stored[email]
+        assert set(now["tags"]) == set(was["tags"]) - {TAG}, email
+        assert {k: v for k, v in now.items() if k not in IGNORED} == {
+            k: v for k, v in was.items() if k not in IGNORED}, email
     assert len(stored) == 50_300  # leavers lose the tag, nothing more: they are still contacts
 
     before = posted(emulator)
