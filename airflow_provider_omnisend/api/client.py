@@ -91,6 +91,7 @@ class OmnisendClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_http: bool = False,
         cancel: threading.Event | None = None,
+        limiters: Mapping[str, Any] | None = None,
     ) -> None:
         api_key = checked_api_key(api_key)
         check_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -107,7 +108,8 @@ class OmnisendClient:
         self.window_seconds = window_seconds
         self.requests_per_minute = requests_per_minute
         self.cancel = cancel if cancel is not None else threading.Event()
-        self.limiters = {
+        # Given limiters (the hook's brand-wide ones, shared through a store) or this client's own.
+        self.limiters = dict(limiters) if limiters else {
             "default": SlidingWindowLimiter(limit=requests_per_minute, window=window_seconds,
                                             cancel=self.cancel),
             "tags": SlidingWindowLimiter(
@@ -155,7 +157,7 @@ class OmnisendClient:
         )
         try:
             for attempt in retrying:
-                with attempt, limiter.slot():
+                with attempt, limiter.slot(self.cancel):
                     if self.cancel.is_set():
                         raise OmnisendCancelled(f"Cancelled before {method} {path} was sent to Omnisend.")
                     self._count("requests")

@@ -58,18 +58,20 @@ class SlidingWindowLimiter:
         self.waited_seconds = 0.0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, cancel: threading.Event | None = None) -> Iterator[None]:
         """Hold one slot for the duration of a request (and one window after it)."""
-        self.acquire()
+        self.acquire(cancel)
         try:
             yield
         finally:
             self.release()
 
-    def acquire(self) -> None:
+    def acquire(self, cancel: threading.Event | None = None) -> None:
         """Block until one more request fits, then count it as in flight."""
+        cancel = cancel or self.cancel
         while True:
-            self._check_cancelled()
+            if cancel is not None and cancel.is_set():
+                raise OmnisendCancelled("Cancelled before sending to Omnisend.")
             with self._lock:
                 now = self._clock()
                 self._expire(now)
@@ -81,10 +83,10 @@ class SlidingWindowLimiter:
                 elif self._ended:
                     wait = self._ended[0] + self.window - now
                 else:  # the whole budget is in flight: wait for a release
-                    self._released.wait(timeout=self.window if self.cancel is None else _CANCEL_POLL_SECONDS)
+                    self._released.wait(timeout=self.window if cancel is None else _CANCEL_POLL_SECONDS)
                     continue
             self.waited_seconds += wait
-            self._pause(wait)
+            self._pause(wait, cancel)
 
     def release(self) -> None:
         """The request's response has ended: its slot frees one window from now."""
@@ -92,6 +94,11 @@ class SlidingWindowLimiter:
             self._in_flight -= 1
             self._ended.append(self._clock())
             self._released.notify()
+
+    def note_ended(self) -> None:
+        """Count a request that another limiter let through, whose response just ended."""
+        with self._lock:
+            self._ended.append(self._clock())
 
     def penalise(self, seconds: float) -> None:
         """Hold every sender back for ``seconds`` (after a 429 caused by someone sharing the brand).
@@ -106,15 +113,21 @@ class SlidingWindowLimiter:
             self._expire(self._clock())
             return self._in_flight + len(self._ended)
 
-    def _pause(self, seconds: float) -> None:
-        if self.cancel is None:
-            self._sleep(seconds)
-        elif self.cancel.wait(seconds):
-            raise OmnisendCancelled("Cancelled while waiting for the Omnisend rate budget.")
+    def history_offsets(self, in_flight_hold: float) -> list[float]:
+        """Seconds from now until each counted request leaves the window (an in-flight one is counted
+        for ``in_flight_hold`` + one window): what a shared store must learn when this limiter hands
+        over to it."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            ended = [t + self.window - now for t in self._ended]
+            return ended + [in_flight_hold + self.window] * self._in_flight
 
-    def _check_cancelled(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise OmnisendCancelled("Cancelled before sending to Omnisend.")
+    def _pause(self, seconds: float, cancel: threading.Event | None) -> None:
+        if cancel is None:
+            self._sleep(seconds)
+        elif cancel.wait(seconds):
+            raise OmnisendCancelled("Cancelled while waiting for the Omnisend rate budget.")
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window + 1e-9  # tolerance: a float sleep can land a hair short

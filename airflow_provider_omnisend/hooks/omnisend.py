@@ -7,16 +7,28 @@ rate window, 60; shrunk only for tests against a time-scaled emulator), ``backof
 ``backoff_max``, ``max_attempts``, ``state_secret`` (see :meth:`OmnisendHook.state_secret`), and
 HttpHook's ``proxies``/``verify``/``cert``/``trust_env``. Security extras: ``max_retry_wait`` (s, 900),
 ``max_response_bytes`` (16 MiB) and ``allow_insecure_http`` (plain http to a non-loopback host).
+
+Rate-limit extras (the budget is shared brand-wide through a store, see :mod:`..api.sharedlimit`):
+``rate_limit_store`` — ``auto`` (default: Redis when ``redis_url`` or ``redis_conn_id`` is set, else
+``local``), ``redis``, ``local`` (a SQLite file that the task processes of one host share, at
+``rate_limit_path``, default ``$AIRFLOW_HOME/omnisend/ratelimit.sqlite``), ``memory`` (one process) or
+``static`` (no store: each hook takes budget ÷ ``rate_share``, the old behaviour); ``redis_url`` or
+``redis_conn_id`` (an Airflow Redis connection: host, port, password, extra ``db``/``ssl``),
+``redis_prefix`` (key prefix, ``omnisend:rl``) and ``lease_ttl`` (s, default 2 × ``timeout`` + 10: how long
+a request that never reports back keeps its slot, e.g. after a SIGKILL; keep it above ``timeout``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
@@ -25,14 +37,23 @@ from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 from airflow_provider_omnisend.api.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRY_WAIT,
+    TAGS_REQUESTS_PER_MINUTE,
     OmnisendClient,
     checked_api_key,
     harden_session,
 )
 from airflow_provider_omnisend.api.errors import OmnisendApiError, OmnisendConfigError
+from airflow_provider_omnisend.api.sharedlimit import (
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    brand_key,
+    process_limiter,
+)
 from airflow_provider_omnisend.api.versions import ApiVersion, get_version
 
 DEFAULT_REQUESTS_PER_MINUTE = 300
+STORE_KINDS = ("auto", "redis", "local", "memory", "static")
 BRAND_REQUESTS_PER_MINUTE = 400
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
@@ -59,6 +80,12 @@ class OmnisendConnSettings:
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     allow_insecure_http: bool = False
+    rate_limit_store: str = "auto"
+    redis_url: str | None = None
+    redis_conn_id: str | None = None
+    redis_prefix: str = "omnisend:rl"
+    rate_limit_path: str | None = None
+    lease_ttl: float | None = None
 
     @classmethod
     def from_connection(cls, conn: Any) -> OmnisendConnSettings:
@@ -89,6 +116,12 @@ class OmnisendConnSettings:
             max_retry_wait=_number(extra, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, float, where),
             max_response_bytes=_number(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, int, where),
             allow_insecure_http=_flag(extra, "allow_insecure_http", where),
+            rate_limit_store=_store_kind(extra, where),
+            redis_url=str(extra.get("redis_url") or "") or None,
+            redis_conn_id=str(extra.get("redis_conn_id") or "") or None,
+            redis_prefix=str(extra.get("redis_prefix") or "omnisend:rl"),
+            rate_limit_path=str(extra.get("rate_limit_path") or "") or None,
+            lease_ttl=_number(extra, "lease_ttl", None, float, where),
         )
 
 
@@ -239,8 +272,12 @@ class OmnisendHook(HttpHook):
 
     @cached_property
     def client(self) -> OmnisendClient:
+        """The connection's client. Its limiters are the brand's, shared through the connection's
+        rate-limit store by every task, sensor and trigger (budget ÷ ``rate_share`` is only the
+        fallback while the store is unreachable, or everything with ``rate_limit_store: static``)."""
         s = self.settings
-        rpm = max(1, s.requests_per_minute // self.rate_share)
+        share = max(1, s.requests_per_minute // self.rate_share)
+        rpm = s.requests_per_minute if s.rate_limit_store != "static" else share
         if self.requested_rpm is not None:
             rpm = max(1, min(rpm, int(self.requested_rpm)))
         return OmnisendClient(
@@ -248,8 +285,55 @@ class OmnisendHook(HttpHook):
             window_seconds=s.window_seconds, timeout=s.timeout, max_attempts=s.max_attempts,
             backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, max_in_flight=s.max_in_flight,
             session=self.get_conn(), max_retry_wait=s.max_retry_wait, max_response_bytes=s.max_response_bytes,
-            allow_insecure_http=s.allow_insecure_http,
+            allow_insecure_http=s.allow_insecure_http, limiters=self._brand_limiters(rpm, min(rpm, share)),
         )
+
+    def _brand_limiters(self, limit: int, fallback: int) -> dict[str, Any] | None:
+        """The process's brand-wide limiters for this connection's store (None for ``static``)."""
+        s = self.settings
+        if s.rate_limit_store == "static":
+            return None
+        tags_fallback = max(1, min(fallback, TAGS_REQUESTS_PER_MINUTE // self.rate_share))
+        store_id, make_store = self._limit_store()
+        brand = brand_key(s.base_url, self._api_key())
+        lease_ttl = s.lease_ttl if s.lease_ttl is not None else 2 * s.timeout + 10
+        common = {"window": s.window_seconds, "lease_ttl": lease_ttl}
+        return {
+            "default": process_limiter(store_id, make_store, f"{brand}:default", limit=limit,
+                                       fallback_limit=fallback, **common),
+            "tags": process_limiter(store_id, make_store, f"{brand}:tags",
+                                    limit=min(TAGS_REQUESTS_PER_MINUTE, limit),
+                                    fallback_limit=tags_fallback, **common),
+        }
+
+    def _limit_store(self) -> tuple[str, Any]:
+        """(an id naming the store, a factory building it): Redis, a host-wide SQLite file, or memory."""
+        s = self.settings
+        if s.rate_limit_store == "memory":
+            return "memory", MemoryStore
+        if s.rate_limit_store == "local":
+            home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+            path = s.rate_limit_path or os.path.join(home, "omnisend", "ratelimit.sqlite")
+            return f"sqlite:{path}", lambda: SQLiteStore(path)
+        url = s.redis_url or self._redis_url_from_connection(s.redis_conn_id or "")
+        _mask(url)
+        return f"redis:{hashlib.sha256(url.encode()).hexdigest()}:{s.redis_prefix}", (
+            lambda: RedisStore.from_url(url, prefix=s.redis_prefix))
+
+    def _redis_url_from_connection(self, conn_id: str) -> str:
+        """A redis:// URL from an Airflow Redis connection (host, port, password, extra db and ssl)."""
+        try:
+            conn = self.get_connection(conn_id)
+        except Exception as err:
+            raise OmnisendConfigError(
+                f"Omnisend connection {self.omnisend_conn_id!r}: its redis_conn_id {conn_id!r} could not be "
+                f"loaded ({type(err).__name__}). Create that Redis connection or set redis_url.") from None
+        extra = conn.extra_dejson or {}
+        if conn.password:
+            _mask(conn.password)
+        scheme = "rediss" if as_bool(extra.get("ssl")) else "redis"
+        auth = f":{quote(conn.password, safe='')}@" if conn.password else ""
+        return f"{scheme}://{auth}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{int(extra.get('db') or 0)}"
 
     def get_client(self) -> OmnisendClient:
         return self.client
@@ -386,6 +470,19 @@ def _dag_patterns(value: Any, where: str) -> tuple[str, ...]:
             f"{where}: extra 'allowed_dag_ids' is {value!r:.60}, which holds no DAG id pattern. Give the "
             "allowed DAG ids (e.g. omnisend_*) or remove the extra to allow every DAG.")
     return patterns
+
+
+def _store_kind(extra: Mapping[str, Any], where: str) -> str:
+    kind = str(extra.get("rate_limit_store") or "auto").strip().lower()
+    if kind not in STORE_KINDS:
+        raise OmnisendConfigError(f"{where}: extra 'rate_limit_store' is {kind!r}; choose one of "
+                                  f"{', '.join(STORE_KINDS)}.")
+    if kind == "auto":
+        kind = "redis" if extra.get("redis_url") or extra.get("redis_conn_id") else "local"
+    if kind == "redis" and not (extra.get("redis_url") or extra.get("redis_conn_id")):
+        raise OmnisendConfigError(f"{where}: rate_limit_store is 'redis' but neither 'redis_url' nor "
+                                  "'redis_conn_id' is set in the extra; set one of them.")
+    return kind
 
 
 def _number(extra: Mapping[str, Any], key: str, default: Any, kind: type, where: str) -> Any:

@@ -1,6 +1,6 @@
 """Bulk confirmation reads as many ``GET /batches`` pages as are cheaper than one GET per batch, and a
-hook's ``rate_share`` divides the connection's budget (what the DAG's sensors and exports rely on to
-stay within the brand's limit together)."""
+hook's ``rate_share`` is the fallback split of the connection's budget (the whole budget is shared
+through the rate-limit store; ``rate_limit_store: static`` keeps the old division)."""
 
 from __future__ import annotations
 
@@ -59,10 +59,25 @@ def test_the_list_ending_stops_paging() -> None:
 
 
 @pytest.mark.parametrize(("share", "rpm"), [(1, 400), (4, 100), (3, 133), (1000, 1)])
-def test_rate_share_divides_the_connections_budget(monkeypatch, share: int, rpm: int) -> None:
+def test_rate_share_is_the_fallback_split_of_the_brand_budget(monkeypatch, tmp_path, share: int,
+                                                              rpm: int) -> None:
+    """With a shared store (the default) every hook draws on the whole budget, and budget ÷ rate_share
+    is what it takes alone while the store is unreachable."""
     monkeypatch.setenv("AIRFLOW_CONN_OMNISEND_SHARE", json.dumps({
         "conn_type": "omnisend", "host": "http://127.0.0.1:9/api", "password": "k" * 12,
-        "extra": {"privacy_acknowledged": True, "requests_per_minute": 400}}))
+        "extra": {"privacy_acknowledged": True, "requests_per_minute": 400,
+                  "rate_limit_path": str(tmp_path / "rl.sqlite")}}))
+    client = OmnisendHook("omnisend_share", rate_share=share).client
+    assert client.requests_per_minute == 400
+    assert client.limiters["default"].fallback.limit == rpm
+    assert client.limiters["default"].limit == 400
+
+
+@pytest.mark.parametrize(("share", "rpm"), [(1, 400), (4, 100), (3, 133), (1000, 1)])
+def test_rate_share_divides_the_budget_with_the_static_store(monkeypatch, share: int, rpm: int) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNISEND_SHARE", json.dumps({
+        "conn_type": "omnisend", "host": "http://127.0.0.1:9/api", "password": "k" * 12,
+        "extra": {"privacy_acknowledged": True, "requests_per_minute": 400, "rate_limit_store": "static"}}))
     assert OmnisendHook("omnisend_share", rate_share=share).client.requests_per_minute == rpm
     # an explicit lower figure still wins; a higher one never does
     lower = OmnisendHook("omnisend_share", rate_share=share, requests_per_minute=1)
