@@ -30,7 +30,8 @@ OMNISEND_ALLOW_LOCAL_STATE      true: the local state/rejects paths are a mount 
 OMNISEND_CONN_ID                the Omnisend connection (default omnisend_default)
 OMNISEND_LAKE_CONN_ID           the lake's connection, if it needs credentials
 OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running at once per brand;
-                                each gets the connection's budget divided by this (default 2)
+                                they share the connection's budget through the brand-wide
+                                limiter; budget ÷ this is the fallback split (default 2)
 OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
 OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
 OMNISEND_RETRIES                retries of each task (default 2); a retried export resumes where

@@ -93,7 +93,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         ``allow_local_state`` (or ``OMNISEND_ALLOW_LOCAL_STATE=true``) says it is shared storage.
     :param requests_per_minute: use at most this many of the connection's requests per minute.
     :param rate_share: how many exports share the connection's budget at once (the DAG passes the
-        ``omnisend_api`` pool's slots): each uses budget ÷ rate_share.
+        ``omnisend_api`` pool's slots): the fallback split (budget ÷ rate_share) used only while the
+        brand-wide limiter's store is unreachable, or always with ``rate_limit_store: static``.
     """
 
     template_fields: Sequence[str] = (

@@ -39,8 +39,8 @@ class OmnisendBatchSensor(BaseSensorOperator):
     :param batch_ids: a list, a file URL with one id per line, or a summary dict holding
         ``batch_ids`` or ``batch_ids_path`` (as the export operator's).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param rate_share: how many tasks share the connection's budget at once (as the export operator's);
-        polls use the budget divided by it.
+    :param rate_share: how many tasks share the connection's budget at once (as the export operator's):
+        the fallback split of the budget while the brand-wide limiter's store is unreachable.
     """
 
     template_fields: Sequence[str] = ("batch_ids", "omnisend_conn_id")
