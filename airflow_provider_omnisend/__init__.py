@@ -20,6 +20,32 @@ def get_provider_info() -> dict:
         "name": "Omnisend",
         "description": "Export customer segments from a data lake into Omnisend (e-mail/SMS marketing).",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Omnisend",
+                "external-doc-url": "https://api-docs.omnisend.com/",
+                "how-to-guide": [],
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Omnisend",
+             "python-modules": ["airflow_provider_omnisend.hooks.omnisend",
+                                "airflow_provider_omnisend.hooks.lake"]}
+        ],
+        "operators": [
+            {"integration-name": "Omnisend", "python-modules": ["airflow_provider_omnisend.operators.export"]}
+        ],
+        "sensors": [
+            {"integration-name": "Omnisend",
+             "python-modules": ["airflow_provider_omnisend.sensors.export_ready",
+                                "airflow_provider_omnisend.sensors.batches"]}
+        ],
+        "triggers": [
+            {"integration-name": "Omnisend",
+             "python-modules": ["airflow_provider_omnisend.triggers.export_ready",
+                                "airflow_provider_omnisend.triggers.batches"]}
+        ],
         "extra-links": ["airflow_provider_omnisend.links.OmnisendSegmentLink"],
         "connection-types": [
             {

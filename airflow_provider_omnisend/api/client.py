@@ -45,9 +45,9 @@ from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES, ApiVers
 
 log = logging.getLogger(__name__)
 
-#: /contacts/tags has its own, smaller budget (NOTES.md section 4).
+#: /contacts/tags has its own, smaller budget (docs/omnisend-api.md, section 4).
 TAGS_REQUESTS_PER_MINUTE = 60
-#: Selector cap per tags call (NOTES.md section 6).
+#: Selector cap per tags call (docs/omnisend-api.md, section 6).
 TAGS_MAX_EMAILS = 250
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest wait (s) a 429's hint or the backoff may impose before the call fails instead.

@@ -1,8 +1,8 @@
 """Client-side sliding-window rate limiting, so a run alone against Omnisend never draws a 429.
 
 Omnisend limits each brand over a sliding one-minute window, counted when a request *arrives*
-(NOTES.md section 4). We cannot see arrival times, only that a request arrives somewhere between the
-moment we start sending it and the moment its response ends. So a request holds its slot from the
+(docs/omnisend-api.md, section 4). We cannot see arrival times, only that a request arrives somewhere
+between the moment we start sending it and the moment its response ends. So a request holds its slot from the
 start of sending until one full window after its response ended. Then any window on the server's
 clock holds at most ``limit`` arrivals, whatever the network and thread scheduling delays were; the
 price is one round-trip per window, about 0.2% of a 60 s window.

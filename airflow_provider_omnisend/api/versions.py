@@ -9,7 +9,7 @@ DEFAULT_VERSION = "2026-03-15"
 
 @dataclass(frozen=True)
 class ApiVersion:
-    """One Omnisend API generation as the client must speak it (see NOTES.md section 1 and 3)."""
+    """One Omnisend API generation as the client must speak it (docs/omnisend-api.md, sections 1 and 3)."""
 
     name: str
     default_base_url: str
@@ -45,7 +45,7 @@ VERSIONS: dict[str, ApiVersion] = {
     "v3": ApiVersion("v3", "https://api.omnisend.com/v3", batch_item_cap=1000, legacy=True),
 }
 
-#: Omnisend recommends batch bodies of at most 1 MB (NOTES.md section 3).
+#: Omnisend recommends batch bodies of at most 1 MB (docs/omnisend-api.md, section 3).
 MAX_BATCH_BODY_BYTES = 1_000_000
 
 

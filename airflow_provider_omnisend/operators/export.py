@@ -27,6 +27,7 @@ from airflow_provider_omnisend.api.errors import (
     OmnisendConfigError,
     OmnisendVersionRetiredError,
 )
+from airflow_provider_omnisend.api.versions import ApiVersion
 from airflow_provider_omnisend.export.engine import (
     ExportEngine,
     ExportLimitError,
@@ -104,7 +105,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "status_changed_at", "consent",
         "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
-        "max_reject_ratio", "requests_per_minute",
+        "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share",
     )
     template_fields_renderers = {
         "mapping": "json", "custom_properties": "json", "custom_property_types": "json",
@@ -211,8 +212,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 full_refresh=as_bool(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
+            _check_mode_supported(options, settings.version)
+            client = hook.get_client()
         except (OmnisendConfigError, MappingError, LakeError, ValueError) as err:
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(str(err)) from None  # a retry cannot fix a setting
 
         run_dir = self._run_dir(context)
         state_path = self.state_path or default_state_path()
@@ -240,7 +243,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 "another store with that store's default credentials (environment).") from None
         progress = context.get("task_state_store") or MemoryProgressStore()
         engine = ExportEngine(
-            client=self._cancellable(hook.get_client()), spec=spec, options=options,
+            client=self._cancellable(client), spec=spec, options=options,
             state_dir=f"{state_path.rstrip('/')}/{key}",
             work_dir=work_dir, artifacts_dir=run_dir, rejects=rejects, progress=progress,
             export_id=export.export_id, storage_options=state_options, state_secret=hook.state_secret())
@@ -251,8 +254,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
             summary = engine.run(iter_batches(export, columns=spec.source_columns, filesystem=lake_fs))
         except (ExportLimitError, LakeError) as err:
             raise AirflowFailException(str(err)) from None
-        except (OmnisendAuthError, OmnisendVersionRetiredError) as err:
-            raise AirflowFailException(str(err)) from None  # a retry cannot fix a key or a version
+        except (OmnisendAuthError, OmnisendVersionRetiredError, OmnisendConfigError) as err:
+            raise AirflowFailException(str(err)) from None  # a retry cannot fix a key, version or setting
         except RejectRatioExceeded as err:
             self.log.error("%s", err)
             raise AirflowFailException(str(err)) from None
@@ -332,6 +335,15 @@ class OmnisendExportSegmentOperator(BaseOperator):
         keys = ("rows_read", "valid", "rejected", "duplicates", "new", "changed", "unchanged", "removed",
                 "sent", "batches", "untagged", "duration_s")
         self.log.info("Segment %r summary: %s", self.segment, ", ".join(f"{k}={result[k]}" for k in keys))
+
+
+def _check_mode_supported(options: ExportOptions, version: ApiVersion) -> None:
+    """Refuse ``mode="mirror"`` on a legacy connection before any request: it removes the segment tag
+    through /contacts/tags, which only API 2026-03-15 has (docs/omnisend-api.md, section 1)."""
+    if options.mode == "mirror" and version.legacy:
+        raise OmnisendConfigError(
+            f"mode='mirror' removes the segment tag through /contacts/tags, which API {version.name} does "
+            "not have. Set the connection's API version to 2026-03-15, or use mode='upsert'.")
 
 
 def _task_instance_parts(context: Context) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import fsspec
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_omnisend.export.confirm import TERMINAL_STATUSES, batch_counts
@@ -38,7 +39,8 @@ class OmnisendBatchSensor(BaseSensorOperator):
 
     :param batch_ids: a list, a file URL with one id per line, or a summary dict holding
         ``batch_ids`` or ``batch_ids_path`` (as the export operator's).
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param deferrable: wait in the triggerer instead of holding a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
     :param rate_share: how many tasks share the connection's budget at once (as the export operator's):
         the fallback split of the budget while the brand-wide limiter's store is unreachable.
     """
@@ -46,7 +48,8 @@ class OmnisendBatchSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("batch_ids", "omnisend_conn_id")
 
     def __init__(self, *, batch_ids: Sequence[str] | Mapping[str, Any] | str | None,
-                 omnisend_conn_id: str = OmnisendHook.default_conn_name, deferrable: bool = False,
+                 omnisend_conn_id: str = OmnisendHook.default_conn_name,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
                  poll_interval: float = 30.0, rate_share: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_omnisend.hooks.lake import default_state_path
@@ -30,7 +31,8 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
     :param lake_conn_id: Airflow connection with the lake credentials (none: fsspec defaults/env).
     :param omnisend_conn_id: the Omnisend connection the export goes to (part of the watermark key).
     :param state_path: folder of the watermark files (default ``$AIRFLOW_HOME/omnisend_state``).
-    :param deferrable: wait in the triggerer instead of a worker slot (after one poke).
+    :param deferrable: wait in the triggerer instead of a worker slot (after one poke); default:
+        Airflow's ``[operators] default_deferrable``.
     :param poll_interval: seconds between looks at the lake.
     """
 
@@ -49,7 +51,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         lake_conn_id: str | None = None,
         omnisend_conn_id: str = "omnisend_default",
         state_path: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 60.0,
         **kwargs: Any,
     ) -> None:

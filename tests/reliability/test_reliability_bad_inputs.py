@@ -347,6 +347,21 @@ def test_dag_not_in_the_allowed_list_is_refused(emulator, omnisend_conn, tmp_pat
     assert isinstance(result, dict) and result["sent"] == 5
 
 
+def test_mirror_on_a_legacy_version_is_refused_before_any_request(emulator, omnisend_conn, tmp_path):
+    for version in ("v3", "v5"):
+        message = failed(run(omnisend_conn(api_version=version), FIXTURES / "valid_small.csv", tmp_path,
+                             mode="mirror"))
+        assert f"API {version} does not have" in message and "2026-03-15" in message
+    assert api_requests(emulator.state()) == 0
+    assert not (tmp_path / "rejects.parquet").exists()  # refused before reading the lake
+
+
+def test_empty_api_key_is_a_non_retryable_configuration_error(emulator, omnisend_conn, tmp_path):
+    message = failed(run(omnisend_conn(api_key=""), FIXTURES / "valid_small.csv", tmp_path))
+    assert "API key is empty" in message and "API key field" in message
+    assert api_requests(emulator.state()) == 0
+
+
 def test_staging_folder_that_cannot_be_prepared_fails_clearly(emulator, omnisend_conn, tmp_path, monkeypatch):
     """What a previous try left where the staging goes cannot be removed (here: a file, not a folder)."""
     import tempfile

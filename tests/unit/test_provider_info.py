@@ -36,3 +36,35 @@ def test_providers_manager_sees_connection_type_and_fields():
     assert set(behaviour["hidden_fields"]) >= {"login", "schema", "port"}
     assert behaviour["relabeling"]["password"] == "API key"
     assert behaviour["placeholders"]["host"] == "https://api.omnisend.com/api"
+
+
+def test_provider_info_lists_its_classes_as_official_providers_do():
+    import importlib
+
+    info = get_provider_info()
+    assert [i["integration-name"] for i in info["integrations"]] == ["Omnisend"]
+    for kind in ("hooks", "operators", "sensors", "triggers"):
+        modules = [m for entry in info[kind] for m in entry["python-modules"]]
+        assert modules and all(entry["integration-name"] == "Omnisend" for entry in info[kind])
+        for module in modules:
+            importlib.import_module(module)
+
+
+def test_conventions_deferrable_default_and_templated_arguments(monkeypatch):
+    import importlib
+    import inspect
+
+    from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+    from airflow_provider_omnisend.sensors import batches, export_ready
+
+    assert {"send_welcome_message", "rate_share"} <= set(OmnisendExportSegmentOperator.template_fields)
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    try:
+        for module in (importlib.reload(export_ready), importlib.reload(batches)):
+            sensor_cls = next(v for k, v in vars(module).items() if k.startswith("Omnisend") and
+                              k.endswith("Sensor"))
+            assert inspect.signature(sensor_cls).parameters["deferrable"].default is True, sensor_cls
+    finally:
+        monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
+        importlib.reload(export_ready)
+        importlib.reload(batches)

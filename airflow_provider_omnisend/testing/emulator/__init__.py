@@ -2,7 +2,7 @@
 
 Run it with ``python -m airflow_provider_omnisend.testing.emulator --port 8999`` (see ``--help``), or
 from Python with :class:`EmulatorServer`. The default API key is ``test-key``. It follows
-``shared/omnisend-api/NOTES.md`` and the official specs in ``testing/openapi/``.
+the repository's ``docs/omnisend-api.md`` and the official specs in ``testing/openapi/``.
 
 Modules: ``app`` (routes, gateway middleware, API handlers), ``controls`` (test controls), ``store``
 (contacts), ``batches``, ``schemas`` (request validation), ``ratelimit``, ``problems`` (error bodies),
