@@ -325,23 +325,11 @@ def _resolve_tags(
 
 
 def _channel(value: str | Mapping[str, str] | None, what: str, problems: list[str]) -> ChannelStatus | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        problems.extend(_column_problem(what, value))
-        return ChannelStatus(column=value)
-    if isinstance(value, Mapping) and set(value) == {"constant"}:
-        constant = value["constant"]
-        if constant not in CHANNEL_STATUSES:
-            problems.append(f"{what} constant {constant!r} is not one of {_quoted(CHANNEL_STATUSES)}")
-        return ChannelStatus(constant=constant)
-    if isinstance(value, Mapping) and set(value) == {"column"}:
-        problems.extend(_column_problem(what, value["column"]))
-        return ChannelStatus(column=value["column"])
-    problems.append(
-        f"{what} must be a column name or {{'constant': one of {_quoted(CHANNEL_STATUSES)}}}, got {value!r}"
-    )
-    return None
+    """A channel status source: like any source, with its constant one of ``CHANNEL_STATUSES``."""
+    source = _source(value, what, problems, constants=CHANNEL_STATUSES)
+    if source is not None and source.constant is not None and source.constant not in CHANNEL_STATUSES:
+        problems.append(f"{what} constant {source.constant!r} is not one of {_quoted(CHANNEL_STATUSES)}")
+    return source
 
 
 def _phone_region(value: str | None, problems: list[str]) -> str | None:
@@ -380,8 +368,12 @@ def _property_types(
     return tuple(declared)
 
 
-def _source(value: str | Mapping[str, str] | None, what: str, problems: list[str]) -> Source | None:
-    """A column name, ``{"column": name}`` or ``{"constant": text}``."""
+def _source(
+    value: str | Mapping[str, str] | None, what: str, problems: list[str], *,
+    constants: Sequence[str] | None = None,
+) -> Source | None:
+    """A column name, ``{"column": name}`` or ``{"constant": text}`` (``constants``: the allowed ones,
+    named in the error)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -390,9 +382,12 @@ def _source(value: str | Mapping[str, str] | None, what: str, problems: list[str
     if isinstance(value, Mapping) and set(value) == {"column"}:
         problems.extend(_column_problem(what, value["column"]))
         return Source(column=value["column"])
-    if isinstance(value, Mapping) and set(value) == {"constant"} and isinstance(value["constant"], str):
+    if isinstance(value, Mapping) and set(value) == {"constant"} and (
+        constants is not None or isinstance(value["constant"], str)
+    ):
         return Source(constant=value["constant"])
-    problems.append(f"{what} must be a column name or {{'constant': text}}, got {value!r}")
+    allowed = "text" if constants is None else f"one of {_quoted(constants)}"
+    problems.append(f"{what} must be a column name or {{'constant': {allowed}}}, got {value!r}")
     return None
 
 
