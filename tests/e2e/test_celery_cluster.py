@@ -4,9 +4,9 @@ emulator as a real process. One cluster serves the whole module (starting it cos
 ``clean_slate`` gives each test an empty emulator and no state. The broker is a Redis of the module's
 own, so that a test can restart it mid-export.
 
-The exports share the brand's budget by today's static split (budget ÷ the pool's slots). The
-brand-wide limiter in Redis (issue #13 items 1 and 6) is not on main yet; once it is, these tests are
-to run with it in this module's Redis.
+The exports share the brand's budget through the brand-wide limiter in that same Redis (the
+connection's ``redis_url``), as a Celery deployment would; the pool's static split is only its
+fallback while Redis is away.
 
 The emulator enforces Omnisend's 400 requests per minute; the connection's budget is 300, so a busiest
 window above 300 (tasks that do not share the budget) fails the test before the emulator would answer
@@ -16,6 +16,7 @@ window above 300 (tasks that do not share the budget) fails the test before the 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +71,9 @@ def celery_cluster(tmp_path_factory: pytest.TempPathFactory, tables: dict[str, A
         conn = json.dumps({"conn_type": "omnisend", "host": emu.api_url, "password": API_KEY,
                            "extra": {"privacy_acknowledged": True, "requests_per_minute": BUDGET,
                                      "window_seconds": 60 * TIME_SCALE, "backoff_initial": 0.1,
-                                     "backoff_max": 1.0, "timeout": 10}})
+                                     "backoff_max": 1.0, "timeout": 10,
+                                     "redis_url": redis_server.url + "/0",
+                                     "redis_prefix": f"omnisend:rl:test-{secrets.token_hex(4)}"}})
         cluster = AirflowCluster(
             root / "airflow", emu, conn_uri=conn, lake_root=root / "lake",
             export_subdir=export_dir.relative_to(root / "lake"), segments=names, pool_slots=len(names),
@@ -169,3 +172,5 @@ def test_redis_restarted_mid_export_completes_within_the_budget(
     assert celery_cluster.emulator.state()["contacts"] < SIZES["Big"], "Redis restarted after the export"
     celery_cluster.wait_run(run_id, timeout=300, tolerate_retries=True)
     assert_exact(celery_cluster.emulator, {"Big": tables["Big"]})
+    log = celery_cluster.task_log(celery_cluster.task_instance(run_id, EXPORT_TASK, 0), lines=2000)
+    assert "falling back to this process's static share" in log, log[-3000:]
