@@ -52,7 +52,7 @@ from airflow_provider_omnisend.export.payload import (
     plan_chunks,
 )
 from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
-from airflow_provider_omnisend.export.progress import Checkpoint, Journal, ProgressStore
+from airflow_provider_omnisend.export.progress import Checkpoint, Journal, ProgressStore, local_journal_path
 from airflow_provider_omnisend.export.rejects import RejectsWriter
 from airflow_provider_omnisend.export.snapshot import (
     SNAPSHOT_SCHEMA,
@@ -63,6 +63,7 @@ from airflow_provider_omnisend.export.snapshot import (
     write_snapshot,
     write_snapshot_batches,
 )
+from airflow_provider_omnisend.export.wal import LocalJournal
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ class ExportOptions:
     poll_interval: float = 2.0
     confirm_timeout: float = 3600.0
     progress_interval: float = 5.0
+    #: the task state store and the shared journal are written at most this often (seconds), and at every
+    #: phase boundary; the local journal at every batch (see ``progress.Checkpoint``)
+    checkpoint_interval: float = 1.0
     dry_run_sample: int = 20
 
     def __post_init__(self) -> None:
@@ -393,7 +397,10 @@ class ExportEngine:
                            storage_options=self.storage_options)
         plan = self._plan_digest(send)
         checkpoint = Checkpoint(Journal(self.state_dir, plan, storage_options=self.storage_options),
-                                self.progress, plan)
+                                self.progress, plan,
+                                local=LocalJournal(local_journal_path(self.state_dir, plan)),
+                                interval=opts.checkpoint_interval, clock=self.clock)
+        self.checkpoint = checkpoint
         self._push(send, plan, checkpoint, summary)
         if opts.mode == "mirror" and delta.removed:
             summary.untagged = self._untag_removed(delta.removed_table)
@@ -490,9 +497,12 @@ class ExportEngine:
                 # Cancelled (on_kill), or an error no retry fixes: record what the sends still in flight
                 # got back (they stop promptly once the client's cancel event is set), then checkpoint.
                 self._settle(round_, in_flight)
-                checkpoint.write(ledger)
+                checkpoint.write(ledger, force=True)
                 raise
-        self._confirm(checkpoint, tracker, block=True)
+        try:
+            self._confirm(checkpoint, tracker, block=True)
+        finally:
+            checkpoint.write(ledger, force=True)  # a phase boundary
 
     def _send_chunks(self, round_: int, mask: np.ndarray, *, pool: ThreadPoolExecutor,
                      in_flight: dict[Future, Chunk], checkpoint: Checkpoint, tracker: _Progress) -> None:
