@@ -30,12 +30,7 @@ def test_torn_part_is_ignored_and_complete_parts_are_read(tmp_path):
 def test_a_later_run_resumes_each_chunk_from_its_latest_phase(tmp_path):
     store = MemoryProgressStore()
     checkpoint = Checkpoint(Journal(str(tmp_path), "p"), store, "p")
-    ledger = ChunkLedger(300)
-    for i in range(3):
-        ledger.plan((0, i), np.arange(i * 100, i * 100 + 100))
-        ledger.sending((0, i))
-    ledger.submitted((0, 0), "b0")
-    ledger.submitted((0, 1), "b1")
+    ledger = _three_chunks_two_submitted()
     ledger.confirmed((0, 0), {7: ("omnisend_transient_error", "503", True)})
     checkpoint.write(ledger)
 
