@@ -34,6 +34,7 @@ OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running 
                                 limiter; budget ÷ this is the fallback split (default 2)
 OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
 OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
+OMNISEND_SKIP_NO_EXPORT         no new export by then: skip (default true) or fail (false)
 OMNISEND_RETRIES                retries of each task (default 2); a retried export resumes where
                                 the failed try stopped and re-sends at most the batches in flight
 OMNISEND_RETRY_DELAY            seconds between tries (default 60)
@@ -100,7 +101,9 @@ with DAG(
         "dry_run": Param(False, type="boolean",
                          description="Read, map and validate; write rejects and a sample; send nothing."),
         "full_refresh": Param(False, type="boolean",
-                              description="Ignore the last snapshot and send every contact."),
+                              description="Ignore the last snapshot and send every contact (implies force)."),
+        "force": Param(False, type="boolean",
+                       description="Export the latest complete export even if it was already exported."),
         "max_profiles": Param(1_000_000, type="integer", minimum=1,
                               description="Fail before sending when a segment has more valid profiles."),
         "mode": Param("upsert", type="string", enum=["upsert", "mirror"],
@@ -127,6 +130,8 @@ with DAG(
             poll_interval=30,
             timeout=int(setting("OMNISEND_SENSOR_TIMEOUT", str(6 * 3600))),
             mode="reschedule" if not DEFERRABLE else "poke",
+            force="{{ params.force or params.full_refresh }}",
+            soft_fail=as_bool(setting("OMNISEND_SKIP_NO_EXPORT", "true")),
         )
         exported = OmnisendExportSegmentOperator(
             task_id="export",

@@ -72,13 +72,19 @@ def read_watermark(
 
 
 def write_watermark(
-    state_path: Any, key: str, export_id: str, *, storage_options: Mapping[str, Any] | None = None
+    state_path: Any, key: str, export_id: str, *, storage_options: Mapping[str, Any] | None = None,
+    failure: str | None = None,
 ) -> None:
-    """Record ``export_id`` as exported for ``key`` (atomic replace)."""
+    """Record ``export_id`` as handled for ``key`` (atomic replace).
+
+    ``failure`` records why a handled export did not succeed (e.g. too many rejects): the data was sent
+    and the snapshot written, so the export is not re-sent at every schedule; a re-run needs ``force``.
+    """
     loc = _file(state_path, key, storage_options)
-    body = json.dumps(
-        {"export_id": export_id, "key": key, "written_at": datetime.now(UTC).isoformat()}, sort_keys=True
-    ).encode()
+    doc: dict[str, Any] = {"export_id": export_id, "key": key, "written_at": datetime.now(UTC).isoformat()}
+    if failure:
+        doc["failure"] = failure
+    body = json.dumps(doc, sort_keys=True).encode()
     tmp = loc.parent().child(f".{key}.{uuid.uuid4().hex}.tmp")
     try:
         loc.fs.makedirs(loc.parent().path, exist_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_omnisend.api.client import OmnisendClient
 from airflow_provider_omnisend.api.errors import (
@@ -46,7 +46,7 @@ from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, as_bool
 from airflow_provider_omnisend.hooks.placement import check_shared_paths
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
 from airflow_provider_omnisend.lake.errors import safe_reason
-from airflow_provider_omnisend.lake.watermark import watermark_key, write_watermark
+from airflow_provider_omnisend.lake.watermark import read_watermark, watermark_key, write_watermark
 from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contacts_url
 
 #: Customer Insights documents at most 1 million profiles per Omnisend export.
@@ -82,7 +82,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param default_phone_region: ISO alpha-2 region (e.g. ``FR``) of national phone numbers
         (``06 12 34 56 78``) in rows without a mapped country; a row's mapped country wins.
     :param incremental: send only new and changed contacts (vs. the last snapshot).
-    :param full_refresh: ignore the snapshot and send everything.
+    :param full_refresh: ignore the snapshot and send everything (implies ``force``).
+    :param force: export even when this export was already exported. Only matters for a ``source``
+        given as a URL: the operator then skips an export its watermark already names unless forced
+        (with the sensor's output, the sensor's own ``force`` decides).
     :param mode: ``upsert`` (default) or ``mirror`` (also remove the segment tag from who left).
     :param max_profiles: fail before sending when the export holds more valid profiles.
     :param max_reject_ratio: fail when rejected ÷ rows read is above this (default 0.05).
@@ -105,7 +108,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "status_changed_at", "consent",
         "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
-        "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share",
+        "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share", "force",
     )
     template_fields_renderers = {
         "mapping": "json", "custom_properties": "json", "custom_property_types": "json",
@@ -139,6 +142,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         dry_run: bool = False,
         incremental: bool = True,
         full_refresh: bool = False,
+        force: bool = False,
         mode: str = "upsert",
         max_profiles: int | None = DEFAULT_MAX_PROFILES,
         max_reject_ratio: float = 0.05,
@@ -173,6 +177,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.dry_run = dry_run
         self.incremental = incremental
         self.full_refresh = full_refresh
+        self.force = force
         self.mode = mode
         self.max_profiles = max_profiles
         self.max_reject_ratio = max_reject_ratio
@@ -230,6 +235,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         # State and rejects on the lake's store are reached with the lake connection's credentials.
         state_options = companion_storage_options(state_path, lake_source=export.source,
                                                   lake_conn_id=self.lake_conn_id)
+        if not isinstance(self.source, Mapping) and not (as_bool(self.force) or as_bool(self.full_refresh)):
+            self._skip_if_exported(export, state_path, key, state_options)
         try:
             rejects = RejectsWriter(
                 rejects_path, format="csv" if rejects_path.endswith(".csv") else "parquet",
@@ -257,8 +264,16 @@ class OmnisendExportSegmentOperator(BaseOperator):
         except (OmnisendAuthError, OmnisendVersionRetiredError, OmnisendConfigError) as err:
             raise AirflowFailException(str(err)) from None  # a retry cannot fix a key, version or setting
         except RejectRatioExceeded as err:
+            # Sent and snapshotted: mark the export handled, with its failure, so the schedule does not
+            # fail on it again until a new export lands; a re-run of the same export needs force.
+            if not dry_run:
+                write_watermark(state_path, key, export.export_id, storage_options=state_options,
+                                failure=str(err))
             self.log.error("%s", err)
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(
+                f"{err} Export {export.export_id!r} is marked as handled (the failure is recorded in its "
+                "watermark), so the next scheduled run waits for a new export; fix the data and trigger "
+                "with force=true to export it again.") from None
         finally:
             rejects.close()
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -292,6 +307,15 @@ class OmnisendExportSegmentOperator(BaseOperator):
         if self._cancel is not None:
             self.log.warning("Killed: stopping the export; the next run resumes from the checkpoint")
             self._cancel.set()
+
+    def _skip_if_exported(self, export: ResolvedExport, state_path: str, key: str,
+                          state_options: Mapping[str, Any]) -> None:
+        """A source given as a URL (no sensor before) whose newest export was already handled: skip."""
+        if read_watermark(state_path, key, storage_options=state_options) == export.export_id:
+            raise AirflowSkipException(
+                f"Export {export.export_id!r} of segment {self.segment!r} was already exported (watermark "
+                f"{key!r} in {state_path!r}); nothing new to send. Set force=True (or full_refresh=True) "
+                "to export it again.")
 
     def _resolve(self) -> ResolvedExport:
         source = self.source

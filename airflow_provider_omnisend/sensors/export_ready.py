@@ -14,11 +14,16 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_omnisend.hooks.lake import default_state_path
+from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.lake import watermark_key
 from airflow_provider_omnisend.triggers.export_ready import ExportWatch, OmnisendExportReadyTrigger
+
+
+class ExportWaitError(RuntimeError):
+    """The trigger stopped on an error waiting cannot fix (no access, unknown entity, bad manifest)."""
 
 
 class OmnisendSegmentExportSensor(BaseSensorOperator):
@@ -34,10 +39,16 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (after one poke); default:
         Airflow's ``[operators] default_deferrable``.
     :param poll_interval: seconds between looks at the lake.
+    :param force: return the newest complete export even when it was already exported (a manual
+        re-run); templated, e.g. ``"{{ params.force or params.full_refresh }}"``.
+    :param soft_fail: a day without a new export ends as a *skip* with a message saying what was
+        expected (default True); False makes the timeout a failure. Errors waiting cannot fix (no
+        access, unknown entity, bad manifest) fail either way.
     """
 
     template_fields: Sequence[str] = (
         "source", "source_format", "segment", "entity", "state_path", "lake_conn_id", "omnisend_conn_id",
+        "force",
     )
     ui_color = "#c6e7f0"
 
@@ -53,9 +64,11 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         state_path: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 60.0,
+        force: bool | str = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
+        kwargs.setdefault("soft_fail", True)
         super().__init__(**kwargs)
         self.source = source
         self.segment = segment
@@ -66,6 +79,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         self.state_path = state_path
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
+        self.force = force
 
     @property
     def _state_path(self) -> str:
@@ -79,7 +93,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         return ExportWatch(
             source=self.source, segment=self.segment, state_path=self._state_path,
             watermark_key=self._watermark_key, source_format=self.source_format, entity=self.entity,
-            lake_conn_id=self.lake_conn_id,
+            lake_conn_id=self.lake_conn_id, force=as_bool(self.force),
         )
 
     def poke(self, context: Any) -> PokeReturnValue:
@@ -96,6 +110,8 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
                 return super().execute(context)
             except AirflowSensorTimeout as err:
                 raise AirflowSensorTimeout(self._timeout_message(err)) from err
+            except AirflowSkipException as err:  # soft_fail: the base sensor's timeout, as a skip
+                raise AirflowSkipException(self._timeout_message(err)) from err
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
@@ -114,13 +130,16 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         if event and event.get("status") == "success" and isinstance(event.get("export"), dict):
             return event["export"]
         message = (event or {}).get("message", "the trigger returned no event")
-        raise AirflowException(f"Waiting for a new export of segment {self.segment!r} failed: {message}")
+        # A plain error, not an AirflowException: soft_fail must not turn a lake error into a skip.
+        raise ExportWaitError(f"Waiting for a new export of segment {self.segment!r} failed: {message}")
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except AirflowSensorTimeout as err:
             raise AirflowSensorTimeout(self._timeout_message(err)) from err
+        except AirflowSkipException as err:  # soft_fail: only the deferral's timeout becomes a skip
+            raise AirflowSkipException(self._timeout_message(err)) from err
 
     def _timeout_message(self, err: BaseException) -> str:
         try:
@@ -132,6 +151,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
             f"No new complete export appeared in time: expected a {self.source_format!r} export{entity} for "
             f"segment {self.segment!r} in {self.source!r}, different from the last exported one ({last}, "
             f"watermark {self._watermark_key!r} in {self._state_path!r}). Check that the lake export ran "
-            "and finished (every partition its manifest lists must exist) or raise `timeout`. "
+            "and finished (every partition its manifest lists must exist) or raise `timeout`; to export "
+            "the last one again, trigger with force=true. "
             f"({err})"
         )

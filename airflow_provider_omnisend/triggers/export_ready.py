@@ -50,10 +50,13 @@ class ExportWatch:
     source_format: str = "auto"
     entity: str | None = None
     lake_conn_id: str | None = None
+    #: Return the newest complete export even when it was already exported (a re-run on demand).
+    force: bool = False
 
     def check(self, *, last_export_id: str | None = None) -> ExportCheck:
         """Resolve the newest complete export; it is new when its id differs from the watermark.
 
+        With ``force`` the newest complete export is returned whatever the watermark says.
         Not-ready and missing-path are outcomes (keep waiting); other lake errors (unknown entity, bad
         manifest, no access) raise, because waiting will not fix them.
         """
@@ -65,6 +68,9 @@ class ExportWatch:
             return ExportCheck(export=None, reason=str(err))
         except LakePathNotFound as err:
             return ExportCheck(export=None, reason=str(err), path_missing=True)
+        if self.force:
+            return ExportCheck(export=export, reason=f"export {export.export_id!r} (force: exported again "
+                               "even if it was already)")
         done = self.last_exported()
         if export.export_id in {done, last_export_id}:
             return ExportCheck(

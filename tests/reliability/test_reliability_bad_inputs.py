@@ -7,6 +7,7 @@ No other exception type (an unhandled traceback, which Airflow would retry) and 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
@@ -53,7 +54,7 @@ def run(conn_id: str, source: str | Path, tmp_path: Path, *, dag_id: str = DAG_I
         state_path=str(tmp_path / "state"), poll_interval=0.05, **kwargs)
     try:
         return op.execute(_context(dag_id))
-    except AirflowFailException as err:
+    except (AirflowFailException, AirflowSkipException) as err:
         return err
     except Exception as err:  # pragma: no cover - reported as a failure
         pytest.fail(f"unhandled {type(err).__name__} (Airflow would retry it): {err}")
@@ -142,6 +143,20 @@ def test_invalid_emails_are_rejected_with_a_reason(emulator, omnisend_conn, tmp_
         assert INVALID_EMAILS[kind] not in r["detail"]
     assert set(stored(emulator)) == {VALID_CONTROL}
     accounted(result, emulator, tmp_path)
+
+
+def test_a_failed_reject_ratio_marks_the_export_handled_and_force_re_runs_it(emulator, omnisend_conn,
+                                                                              tmp_path):
+    conn_id = omnisend_conn()
+    source = FIXTURES / "invalid_emails.csv"
+    message = failed(run(conn_id, source, tmp_path, max_reject_ratio=0.05))
+    assert "max_reject_ratio" in message and "marked as handled" in message and "force=true" in message
+    (mark,) = (tmp_path / "state").glob("*.json")
+    assert "max_reject_ratio" in json.loads(mark.read_text())["failure"]  # the failure is recorded
+    again = run(conn_id, source, tmp_path, max_reject_ratio=0.05)  # the schedule does not re-fire it
+    assert isinstance(again, AirflowSkipException) and "was already exported" in str(again)
+    forced = run(conn_id, source, tmp_path, max_reject_ratio=1.0, force=True)
+    assert isinstance(forced, dict) and forced["rejected"] == len(INVALID_EMAILS)
 
 
 def test_duplicates_differing_in_case_and_whitespace(emulator, omnisend_conn, tmp_path):

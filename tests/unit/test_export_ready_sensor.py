@@ -11,14 +11,14 @@ from pathlib import Path
 import fsspec
 import pytest
 from airflow.sdk.exceptions import (
-    AirflowException,
     AirflowRescheduleException,
     AirflowSensorTimeout,
+    AirflowSkipException,
     TaskDeferred,
 )
 
 from airflow_provider_omnisend.lake import ResolvedExport, iter_batches, watermark_key, write_watermark
-from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
+from airflow_provider_omnisend.sensors.export_ready import ExportWaitError, OmnisendSegmentExportSensor
 from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export
 from airflow_provider_omnisend.triggers.export_ready import OmnisendExportReadyTrigger
 
@@ -97,7 +97,7 @@ def test_timeout_message_says_what_was_expected_and_where(tmp_path):
     folder = _export(tmp_path / "lake", [FIRST])
     state = tmp_path / "state"
     write_watermark(state, watermark_key(CONN, SEGMENT), "cdm:Customer:2026/01/14/0300")
-    sensor = _sensor(folder, state, timeout=0, poke_interval=0, source_format="cdm")
+    sensor = _sensor(folder, state, timeout=0, poke_interval=0, source_format="cdm", soft_fail=False)
     with pytest.raises(AirflowSensorTimeout) as err:
         sensor.execute({})
     message = str(err.value)
@@ -157,8 +157,8 @@ def test_trigger_reports_lake_errors_as_error_events(tmp_path):
     assert payload["status"] == "error"
     assert "'Orders'" in payload["message"] and "'Customer'" in payload["message"]
     sensor = _sensor(folder, tmp_path / "state")
-    with pytest.raises(AirflowException, match="'Orders'"):
-        sensor.execute_complete({}, payload)
+    with pytest.raises(ExportWaitError, match="'Orders'"):  # not an AirflowException: soft_fail
+        sensor.execute_complete({}, payload)                # must not turn it into a skip
 
 
 def test_trigger_serialises_small_secret_free_kwargs(tmp_path, monkeypatch):
@@ -176,7 +176,7 @@ def test_trigger_serialises_small_secret_free_kwargs(tmp_path, monkeypatch):
     text = json.dumps(kwargs)
     assert "TOP-SECRET-KEY-123" not in text
     assert set(kwargs) == {"source", "source_format", "segment", "entity", "lake_conn_id", "state_path",
-                           "watermark_key", "last_export_id", "poll_interval"}
+                           "watermark_key", "last_export_id", "poll_interval", "force"}
 
 
 def test_lake_connection_extra_becomes_storage_options(tmp_path, monkeypatch):
@@ -202,3 +202,24 @@ def test_lake_connection_extra_becomes_storage_options(tmp_path, monkeypatch):
 def test_template_fields_cover_the_lake_coordinates():
     assert {"source", "segment", "entity", "source_format", "state_path"} <= set(
         OmnisendSegmentExportSensor.template_fields)
+
+
+def test_a_day_without_a_new_export_is_a_skip_that_says_why(tmp_path):
+    folder = _export(tmp_path / "lake", [FIRST])
+    state = tmp_path / "state"
+    write_watermark(state, watermark_key(CONN, SEGMENT), "cdm:Customer:2026/01/14/0300")
+    with pytest.raises(AirflowSkipException) as err:  # soft_fail by default
+        _sensor(folder, state, timeout=0, poke_interval=0).execute({})
+    assert "No new complete export appeared in time" in str(err.value)
+    assert "force=true" in str(err.value) and str(folder) in str(err.value)
+
+
+def test_force_returns_the_latest_export_even_when_already_exported(tmp_path):
+    folder = _export(tmp_path / "lake", [FIRST])
+    state = tmp_path / "state"
+    write_watermark(state, watermark_key(CONN, SEGMENT), "cdm:Customer:2026/01/14/0300")
+    assert _sensor(folder, state).poke({}).is_done is False
+    for force in (True, "True", "true"):  # a real flag or a rendered template
+        result = _sensor(folder, state, force=force, deferrable=True).execute({})
+        assert result["export_id"] == "cdm:Customer:2026/01/14/0300"
+    assert "force" in OmnisendSegmentExportSensor.template_fields
