@@ -45,3 +45,13 @@ def test_dags_test_exports_both_segments_exactly(tmp_path: Path, e2e_emulator) -
     assert any(len(e["tags"]) == 2 for e in expected.values())
     assert 3_500 < len(expected) < 5_000
     assert_emulator_holds(e2e_emulator, expected)
+
+    # On demand after the scheduled run exported (#16 item 1): without force the sensor would wait for a
+    # new export; with force it hands over the same export at once, and the incremental diff sends none.
+    forced = logs / "dags-test-force.log"
+    rc = run_airflow(["dags", "test", DAG_ID, "-c", '{"force": true}'], env, forced, timeout=300)
+    assert rc == 0, f"airflow dags test -c force failed ({rc})\n{log_tail(forced)}"
+    text = forced.read_text(errors="replace")
+    assert "force: exported again" in text and "Omnisend export summary" in text
+    assert_emulator_holds(e2e_emulator, expected)
+
