@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 import tenacity
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_omnisend.api.errors import (
@@ -211,12 +213,18 @@ class OmnisendClient:
         raise error
 
     def _read_body(self, response: requests.Response, method: str, path: str) -> bytes:
-        """The body, read in chunks up to ``max_response_bytes`` and redacted of the key."""
+        """The body, read up to ``max_response_bytes`` within ``timeout`` seconds, redacted of the key.
+
+        ``read1`` returns after one socket read, so a server dripping a byte at a time (each read within
+        the socket timeout) still meets the deadline instead of holding a limiter slot for hours."""
         cap = self.max_response_bytes
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.timeout
         try:
-            for chunk in response.iter_content(_CHUNK):
+            while chunk := _read_some(response):
+                if time.monotonic() > deadline:
+                    raise requests.exceptions.ReadTimeout(f"the body took over {self.timeout:.0f}s")
                 size += len(chunk)
                 if size > cap:
                     raise OmnisendApiError(
@@ -431,6 +439,16 @@ def _redirect_error(response: requests.Response, method: str, path: str) -> Omni
         "redirects are never followed (they would carry the API key and the contacts elsewhere). Check "
         "the connection's base URL (https://api.omnisend.com/api) and any proxy in between.",
         status=response.status_code, method=method, path=path)
+
+
+def _read_some(response: requests.Response) -> bytes:
+    """At most one socket read of the body, with urllib3's errors as requests' (as iter_content does)."""
+    try:
+        return response.raw.read1(_CHUNK, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.exceptions.ReadTimeout(str(err)) from err
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as err:
+        raise requests.exceptions.ChunkedEncodingError(str(err)) from err
 
 
 def _retry_after_header(response: requests.Response) -> float | None:

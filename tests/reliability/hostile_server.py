@@ -8,7 +8,9 @@
 - ``/echo/<status>/...``: that status with the request's headers echoed in the body, raw, JSON-escaped
   and as a Python repr (what a debugging proxy or a misconfigured server does);
 - ``/wait/<seconds>/...``: 429 asking to come back in that many seconds (body and ``Retry-After``);
-- ``/huge/<megabytes>/...``: 200 with a JSON body that large, streamed.
+- ``/huge/<megabytes>/...``: 200 with a JSON body that large, streamed;
+- ``/drip/<seconds>/...``: 200 announcing a 10 kB body, then one byte every ``seconds`` (each read
+  well within any socket timeout).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _HITS = {"sink": 0}
@@ -58,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(429, body, {"Retry-After": arg})
         if kind == "huge":
             return self._huge(int(arg))
+        if kind == "drip":
+            return self._drip(float(arg))
         return self._answer(404, b"{}")
 
     def _echo(self, status: int) -> None:
@@ -81,6 +86,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
             self.wfile.write(b"}")
         except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: as it should
+            pass
+
+    def _drip(self, seconds: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "10000")
+        self.end_headers()
+        try:
+            for _ in range(10000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(seconds)
+        except (BrokenPipeError, ConnectionResetError):
             pass
 
     do_GET = do_POST = do_DELETE = do_PUT = _handle

@@ -51,8 +51,8 @@ def _leaks(*texts: str) -> list[str]:
 
 
 def _client(url: str, version: str = "2026-03-15", **kwargs) -> OmnisendClient:
-    return OmnisendClient(base_url=url, api_key=SECRET, version=get_version(version), max_attempts=2,
-                          backoff_initial=0.01, backoff_max=0.05, timeout=10, **kwargs)
+    options = {"max_attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.05, "timeout": 10, **kwargs}
+    return OmnisendClient(base_url=url, api_key=SECRET, version=get_version(version), **options)
 
 
 def _hook(monkeypatch, url: str, *, api_key: str = SECRET, **extra) -> OmnisendHook:
@@ -149,6 +149,15 @@ def test_huge_response_body_is_capped(hostile):
     with pytest.raises(OmnisendApiError, match="over 1048576 bytes"):
         small.get_batch("b1")
     _TRIED["200 MB-class body"] = "fails past the cap"
+
+
+def test_a_dripping_body_meets_the_timeout(hostile):
+    client = _client(f"{hostile.base_url}/drip/0.1", timeout=1)  # 10,000 bytes at 10/s: 1,000 s
+    started = time.monotonic()
+    with pytest.raises(OmnisendApiError, match="timed out"):
+        client.get_batch("b1")
+    assert time.monotonic() - started < 8  # 2 attempts of 1 s and a short backoff; 1,000 s without
+    _TRIED["body dripped a byte every 0.1 s"] = "times out after timeout per attempt"
 
 
 @pytest.mark.parametrize("extra", [
