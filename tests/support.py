@@ -26,6 +26,19 @@ def omnisend_conn_uri(api_url: str, *, api_key: str = TEST_API_KEY, **extra: obj
 
 
 
+class FakeClock:
+    """A clock that only moves when a limiter sleeps on it, so rate-limit tests are exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 # ---------------------------------------------------------------- export runs against the emulator
 COUNTRY_CODES = {"Lithuania": "LT", "United States": "US", "Germany": "DE", "France": "FR", "Japan": "JP",
                  "United Kingdom": "GB"}

@@ -18,19 +18,7 @@ from airflow_provider_omnisend.api.errors import (
 )
 from airflow_provider_omnisend.api.ratelimit import SlidingWindowLimiter
 from airflow_provider_omnisend.api.versions import get_version
-
-
-class FakeClock:
-    """A clock that only moves when the limiter sleeps, so the test is exact and instant."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support import FakeClock
 
 
 def test_versions_headers_caps_and_base_urls():

@@ -28,19 +28,9 @@ from airflow_provider_omnisend.api.sharedlimit import (
     SQLiteStore,
     brand_key,
 )
+from tests.support import FakeClock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def busiest(stamps: list[float], window: float) -> int:
