@@ -168,7 +168,8 @@ with DAG(
         print("Omnisend export summary\n" + "\n".join(table))
         for s in summaries:
             if s and s.get("rejected"):
-                print(f"Rejects for {s['segment']}: {s['rejects_path']} ({s['rejected']} rows)")
+                reasons = ", ".join(f"{k}={v}" for k, v in sorted((s.get("reasons") or {}).items()))
+                print(f"Rejects for {s['segment']}: {s['rejects_path']} ({s['rejected']} rows; {reasons})")
         return {"segments": len(rows), "sent": sum(int(s.get("sent", 0)) for s in summaries if s)}
 
     summarize(export_segment.expand(segment=segments_to_export()))

@@ -284,6 +284,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
             context["ti"].xcom_push(key=OmnisendSegmentLink().xcom_key, value=link)
         result = summary.to_dict()
         result["export_id"] = export.export_id
+        if dry_run and summary.sample_path:  # what would be sent, readable in the UI (XCom tab)
+            context["ti"].xcom_push(key="payload_sample", value=Path(summary.sample_path).read_text())
         self._log_summary(result)
         if result["rejected"]:
             self.log.warning("%d rows were rejected; reasons: %s. Details: %s", result["rejected"],

@@ -3,6 +3,7 @@ the shipped sample lake, a real emulator process."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_dags_test_exports_both_segments_exactly(tmp_path: Path, e2e_emulator) -
     assert rc == 0, f"airflow dags test failed ({rc})\n{log_tail(log)}"
     text = log.read_text(errors="replace")
     assert "Omnisend export summary" in text
+    assert re.search(r"Rejects for \w+: \S+ \(\d+ rows; \w+=\d+", text), "no reasons per segment"
     assert e2e_emulator.api_key not in text, "the API key leaked into the task logs"
 
     expected = expected_contacts(export_dir, SEGMENTS)

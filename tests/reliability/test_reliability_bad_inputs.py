@@ -399,3 +399,15 @@ def test_rejects_file_that_cannot_be_created_fails_clearly(emulator, omnisend_co
     assert f"Cannot create the rejects file {str(target)!r}" in message
     assert "lake_conn_id" in message
     assert posts(emulator.state()) == 0
+
+
+def test_dry_run_sample_is_pushed_to_xcom_for_the_ui(emulator, omnisend_conn, tmp_path):
+    op = OmnisendExportSegmentOperator(
+        task_id="export", source=str(FIXTURES / "valid_small.csv"), segment="VIP", mapping=MAPPING,
+        omnisend_conn_id=omnisend_conn(), state_path=str(tmp_path / "state"), dry_run=True,
+        rejects_path=str(tmp_path / "rejects.parquet"))
+    context = _context()
+    op.execute(context)
+    (sample,) = [value for key, value in context["pushed"] if key == "payload_sample"]
+    assert len(json.loads(sample)["items"]) == 5
+    assert api_requests(emulator.state()) == 0
