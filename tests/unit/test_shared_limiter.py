@@ -198,3 +198,16 @@ def test_redis_restarted_mid_run_never_goes_over_the_budget(caplog):
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "falling back" in messages and "answers again" in messages
     assert len(stamps) >= 3 * limit  # it kept sending through the outage and after
+
+
+def test_a_429_back_off_is_shared_through_redis(redis_url):
+    """One process's 429 holds every sender of the brand back (here: a second store connection)."""
+    prefix = f"omnisend-test:{uuid.uuid4().hex}"
+    first, second = (SharedLimiter(RedisStore.from_url(redis_url, prefix=prefix), "k", limit=50, window=0.2,
+                                   lease_ttl=1.0) for _ in range(2))
+    first.release(first.acquire())  # past the new state's first window
+    first.penalise(1.0)
+    first.penalise(0.1)  # never shortens it
+    started = time.time()
+    second.release(second.acquire())
+    assert time.time() - started >= 0.9
