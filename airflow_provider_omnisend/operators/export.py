@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -36,6 +37,7 @@ from airflow_provider_omnisend.export.engine import (
 )
 from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
+from airflow_provider_omnisend.export.redact import redact_payload
 from airflow_provider_omnisend.export.rejects import RejectsWriter, rejects_schema
 from airflow_provider_omnisend.hooks.lake import (
     companion_storage_options,
@@ -284,8 +286,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
             context["ti"].xcom_push(key=OmnisendSegmentLink().xcom_key, value=link)
         result = summary.to_dict()
         result["export_id"] = export.export_id
-        if dry_run and summary.sample_path:  # what would be sent, readable in the UI (XCom tab)
-            context["ti"].xcom_push(key="payload_sample", value=Path(summary.sample_path).read_text())
+        if dry_run and summary.sample_path:  # what would be sent, in the UI's XCom tab: masked (no PII)
+            context["ti"].xcom_push(key="payload_sample", value=_masked_sample(summary.sample_path))
         self._log_summary(result)
         if result["rejected"]:
             self.log.warning("%d rows were rejected; reasons: %s. Details: %s", result["rejected"],
@@ -398,6 +400,14 @@ def _own_private_dir(root: Path) -> None:
         raise OSError(errno.EPERM, f"{root} is a symlink or not a folder of this user; remove it")
     if info.st_mode & 0o077:
         root.chmod(0o700)
+
+
+def _masked_sample(path: str) -> str:
+    """The dry run's payload sample for XCom: field names and shapes, e-mails masked (``j***@x.com``);
+    the unmasked sample stays in the private file on the worker."""
+    body = redact_payload(orjson.loads(Path(path).read_bytes()))
+    body["note"] = f"Values are masked; the unmasked sample is {path} on the worker that ran the task."
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
 
 
 def _opt_int(value: Any) -> int | None:

@@ -409,5 +409,11 @@ def test_dry_run_sample_is_pushed_to_xcom_for_the_ui(emulator, omnisend_conn, tm
     context = _context()
     op.execute(context)
     (sample,) = [value for key, value in context["pushed"] if key == "payload_sample"]
-    assert len(json.loads(sample)["items"]) == 5
+    items = json.loads(sample)["items"]
+    assert len(items) == 5
     assert api_requests(emulator.state()) == 0
+    # XCom is readable by every Airflow user: the shape is there, the personal data is not.
+    assert items[0]["identifiers"][0]["id"] == "p***@example.com"
+    assert items[0]["identifiers"][0]["sendWelcomeMessage"] is False
+    assert items[0]["firstName"] == "<text, 6 chars>"
+    assert "person0" not in sample and "First0" not in sample
