@@ -13,8 +13,10 @@ WORKDIR /opt/airflow/omnisend-provider
 
 COPY --chown=airflow:0 pyproject.toml constraints.txt README.md ./
 COPY --chown=airflow:0 airflow_provider_omnisend/ ./airflow_provider_omnisend/
-RUN pip install --no-cache-dir -c constraints.txt ".[azure,delta,emulator]" \
-    && python -c "import airflow_provider_omnisend.testing.emulator.app"
+# redis: the brand-wide rate limiter's client (.env.example's connection shares the budget in compose's
+# Redis), installed at the tested pin instead of relying on what the base image ships for Celery.
+RUN pip install --no-cache-dir -c constraints.txt ".[azure,delta,emulator,redis]" \
+    && python -c "import airflow_provider_omnisend.testing.emulator.app, redis"
 
 # docker/airflow-init.sh: run by the airflow-init service; docker/demo_lake.py writes a demo export.
 COPY --chown=airflow:0 --chmod=0755 docker/ ./docker/

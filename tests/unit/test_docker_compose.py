@@ -219,9 +219,11 @@ def test_dockerfile_extends_airflow_33_and_installs_this_package():
     runs = [args for word, args in steps if word == "RUN"]
     installs = [r for r in runs if "pip install" in r]
     assert len(installs) == 1
-    # the emulator extra: the compose file's opt-in emulator service runs from this image
-    install = r"""pip install --no-cache-dir -c constraints\.txt "\.\[azure,delta,emulator\]\""""
+    # the emulator extra: the compose file's opt-in emulator service runs from this image; the redis
+    # extra: the brand-wide limiter's client, which .env.example's connection uses (redis_url)
+    install = r"""pip install --no-cache-dir -c constraints\.txt "\.\[azure,delta,emulator,redis\]\""""
     assert re.search(install, installs[0])
+    assert "import airflow_provider_omnisend.testing.emulator.app, redis" in installs[0]
     # pip runs as the airflow user (the official image's rule), after the sources are copied.
     users = [(i, args) for i, (word, args) in enumerate(steps) if word == "USER"]
     install_at = steps.index(("RUN", installs[0]))
