@@ -13,9 +13,11 @@ The flow (no Airflow here; the operator only translates):
 5. **confirm**: batches are confirmed in bulk (``GET /batches`` pages), per-item errors read only for
    batches that report some; transient item failures are sent once more, the rest rejected with
    Omnisend's message. Confirmed chunks are journaled under ``state_dir`` so a retry skips them.
-6. **mirror** (optional): contacts that left the segment lose the segment tag, and nothing else.
+6. **mirror** (optional): contacts that left the segment lose the segment tag, and nothing else: by
+   e-mail from the last snapshot's sealed e-mails, or by listing the tag (see ``mirror``).
 7. **snapshot**: written atomically, only after every batch was confirmed, without rejected rows (merged
-   range by range and streamed to the state dir).
+   range by range and streamed to the state dir), with the members' e-mails sealed beside it when the
+   engine has a ``state_secret`` (see ``sealed``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ from airflow_provider_omnisend.api.versions import MAX_BATCH_BODY_BYTES
 from airflow_provider_omnisend.export.confirm import BatchConfirmer, BatchOutcome
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import hash_strings, key_check, state_key
-from airflow_provider_omnisend.export.keyspill import spill_keys, stream_parquet
+from airflow_provider_omnisend.export.keyspill import KeyPartitions, spill_keys, stream_parquet
 from airflow_provider_omnisend.export.ledger import ChunkId, ChunkLedger, ChunkRecord, Failure, Phase
 from airflow_provider_omnisend.export.mapping import MappingSpec
+from airflow_provider_omnisend.export.mirror import (
+    MIRROR_SCOPES,
+    Mirrored,
+    TagMirror,
+    in_sorted,
+    not_in_sorted,
+)
 from airflow_provider_omnisend.export.payload import (
     batch_bodies,
     batch_body,
@@ -54,8 +63,11 @@ from airflow_provider_omnisend.export.payload import (
 from airflow_provider_omnisend.export.prepare import PrepareResult, prepare_export
 from airflow_provider_omnisend.export.progress import Checkpoint, Journal, ProgressStore, local_journal_path
 from airflow_provider_omnisend.export.rejects import RejectsWriter
+from airflow_provider_omnisend.export.sealed import SealedFile, SealError, open_sealed, seal_key, write_sealed
 from airflow_provider_omnisend.export.snapshot import (
     SNAPSHOT_SCHEMA,
+    Diff,
+    SnapshotState,
     diff_partitioned,
     fetch_snapshot,
     load_state,
@@ -107,6 +119,10 @@ class ExportOptions:
     segment: str
     #: The tag marking segment members (``mode="mirror"`` removes it from those who left); None = off.
     segment_tag: str | None = None
+    #: mirror: ``"snapshot"`` untags who left since the last snapshot, by e-mail (⌈leavers / 250⌉ calls);
+    #: ``"tag"`` lists every holder of the tag and untags who is not in this export (also contacts
+    #: tagged outside this product; ⌈holders / 250⌉ GETs)
+    mirror_scope: str = "snapshot"
     max_profiles: int | None = 1_000_000
     max_reject_ratio: float = 0.05
     incremental: bool = True
@@ -131,6 +147,8 @@ class ExportOptions:
             raise ValueError(f"mode must be 'upsert' or 'mirror', got {self.mode!r}")
         if not 0 <= self.max_reject_ratio <= 1:
             raise ValueError(f"max_reject_ratio must be between 0 and 1, got {self.max_reject_ratio}")
+        if self.mirror_scope not in MIRROR_SCOPES:
+            raise ValueError(f"mirror_scope must be 'snapshot' or 'tag', got {self.mirror_scope!r}")
         if self.mode == "mirror" and not self.segment_tag:
             raise ValueError("mode='mirror' removes the segment tag from who left, so it needs a segment tag")
 
@@ -158,6 +176,10 @@ class ExportSummary:
     retried_items: int = 0
     api_rejected: int = 0
     untagged: int = 0
+    #: mirror: how the leavers were found ("sealed": opened e-mails; "listing": the tag's holders listed)
+    mirror_via: str | None = None
+    #: mirror: tag holders listed (0 when the sealed e-mails were used)
+    mirror_listed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     #: invalid optional fields left out of contacts that were sent (``on_invalid_field="drop_field"``);
     #: listed in the rejects file (kind ``field_dropped``), not counted in ``rejected``
@@ -402,13 +424,15 @@ class ExportEngine:
                                 interval=opts.checkpoint_interval, clock=self.clock)
         self.checkpoint = checkpoint
         self._push(send, plan, checkpoint, summary)
-        if opts.mode == "mirror" and delta.removed:
-            summary.untagged = self._untag_removed(delta.removed_table)
+        if opts.mode == "mirror":
+            self._record_mirror(summary, self._mirror(state, delta, parts, compared=previous is not None,
+                                                      keyed_alike=keyed_alike))
         accepted = self.ledger.accepted_mask(send)
         # Unchanged rows keep their entry; failed ones are left to be sent again next run.
         write_snapshot_batches(self.state_dir, merge_partitioned(parts, previous, accepted),
                                hash_key=state.hash_key, key_check=check,
-                               config_digest=self.spec.config_digest, storage_options=self.storage_options)
+                               config_digest=self.spec.config_digest, storage_options=self.storage_options,
+                               emails=self._seal_emails(state))
         checkpoint.finish()
         self._record_batch_ids(summary, plan)
         summary.duration_s = round(self.clock() - started, 3)
@@ -637,29 +661,77 @@ class ExportEngine:
             offset += batch.num_rows
         return out
 
-    def _untag_removed(self, removed: pa.Table) -> int:
-        """Remove the segment tag from contacts that left the segment: list the tag's holders, match
-        their hashed e-mails against the removed keys, and untag those by contact id."""
-        tag = self.options.segment_tag
-        gone = np.unique(removed.column("key").to_numpy())
-        ids: list[str] = []
-        page: list[dict[str, Any]] = []
+    def _mirror(self, state: SnapshotState, delta: Diff, parts: KeyPartitions, *, compared: bool,
+                keyed_alike: bool) -> Mirrored:
+        """Remove the segment tag from who left (see ``export.mirror`` for the two scopes)."""
+        opts = self.options
+        assert opts.segment_tag
+        mirror = TagMirror(client=self.client, tag=opts.segment_tag, email_keys=self._email_keys)
+        if opts.mirror_scope == "tag":
+            return mirror.by_listing(not_in_sorted(parts.sorted_keys()))
+        if not compared:
+            if state.snapshot_name is None:
+                return Mirrored(0, "none")  # a first run: nobody this product tagged has left
+            why = ("the last snapshot was hashed under another secret (state_secret or API key changed), "
+                   "so who left is unknown" if not keyed_alike else
+                   "the last snapshot was not compared (full_refresh or incremental=False)")
+            log.warning("Mirror: %s; listing every holder of tag %r instead and untagging those not in this "
+                        "export", why, opts.segment_tag)
+            return mirror.by_listing(not_in_sorted(parts.sorted_keys()))
+        removed = delta.removed_table
+        if not removed.num_rows:
+            return Mirrored(0, "none")
+        keys = removed.column("key").to_numpy().astype(np.uint64, copy=False)
+        why = self._sealed_unavailable(state, removed)
+        if why is None:
+            try:
+                emails = open_sealed(self.state_dir, SealedFile.from_pointer(state.emails),
+                                     removed.column("seal").to_numpy(),
+                                     key=seal_key(self.state_secret or b"", state.hash_key),
+                                     storage_options=self.storage_options)
+            except SealError as error:
+                why = f"the sealed e-mails cannot be opened: {error}"
+            else:
+                done = mirror.by_email(emails, keys)
+                if done.how != "mismatch":
+                    log.info("Mirror: removed tag %r from %d contacts that left the segment, by e-mail "
+                             "(%d calls)", opts.segment_tag, done.untagged, done.untag_calls)
+                    return done
+                why = "an opened e-mail does not hash to its contact's key (another secret?)"
+            log.warning("Mirror: %s; listing the holders of tag %r instead (this run only).", why,
+                        opts.segment_tag)
+        else:
+            log.info("Mirror: %s, so the %d leavers are found by listing the holders of tag %r once; the "
+                     "snapshot this run writes carries their sealed e-mails.", why, len(keys),
+                     opts.segment_tag)
+        done = mirror.by_listing(in_sorted(np.sort(keys)))
+        log.info("Mirror: removed tag %r from %d contacts that left the segment (%d expected; %d holders "
+                 "listed)", opts.segment_tag, done.untagged, len(keys), done.listed)
+        return done
 
-        def flush() -> None:
-            hit = np.isin(self._email_keys([c.get("email") or "" for c in page]), gone).tolist()
-            ids.extend(c["id"] for c, h in zip(page, hit, strict=True) if h and c.get("id"))
-            page.clear()
+    def _sealed_unavailable(self, state: SnapshotState, removed: pa.Table) -> str | None:
+        """Why the leavers' e-mails cannot come from the sealed e-mails (None: they can)."""
+        if not self.state_secret:
+            return "no state_secret is set to open sealed e-mails"
+        if state.emails is None or removed.column("seal").null_count:
+            return "the last snapshot was written before e-mails were sealed"
+        return None
 
-        for contact in self.client.list_contacts(tag=tag):
-            page.append(contact)
-            if len(page) >= 1000:
-                flush()
-        flush()
-        if ids:
-            self.client.remove_tags([tag], contact_ids=ids)
-        log.info("Mirror: removed tag %r from %d contacts that left the segment (%d expected)",
-                 tag, len(ids), len(gone))
-        return len(ids)
+    def _seal_emails(self, state: SnapshotState) -> SealedFile | None:
+        """Seal this run's staged e-mails beside the snapshot (row ``i`` = staging row ``i``), when there is
+        a secret kept outside the state folder to seal them with."""
+        if not self.state_secret:
+            return None
+        emails = (batch.column(0) for batch in
+                  stream_parquet(self.staging_path, columns=["email"], batch_size=STAGING_READ_ROWS))
+        return write_sealed(self.state_dir, emails, key=seal_key(self.state_secret, state.hash_key),
+                            storage_options=self.storage_options)
+
+    @staticmethod
+    def _record_mirror(summary: ExportSummary, done: Mirrored) -> None:
+        summary.untagged = done.untagged
+        summary.mirror_via = None if done.how == "none" else done.how
+        summary.mirror_listed = done.listed
 
     def _write_sample(self, send: np.ndarray) -> str:
         """The first few items a real run would send, read block by block (never the whole column)."""

@@ -74,6 +74,10 @@ class KeyPartitions:
         for part in range(self.count):
             yield self.load(part), self.upper(part)
 
+    def sorted_keys(self) -> np.ndarray:
+        """Every staged key, ascending (8 bytes a row: for matching listed tag holders against it)."""
+        return np.concatenate([self.load(part)["key"] for part in range(self.count)])
+
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -130,22 +134,26 @@ class SortedSnapshotReader:
     """Streams a key-sorted snapshot file in ascending key ranges: ``take_below(bound)`` returns every
     row not returned yet whose key is below ``bound`` (all remaining rows for ``None``).
 
-    Raises :class:`UnsortedSnapshot` if the file turns out not to be sorted by key.
+    Raises :class:`UnsortedSnapshot` if the file turns out not to be sorted by key. A snapshot written
+    before e-mails were sealed has no ``seal`` column: its seals read as nulls.
     """
 
     def __init__(self, path: str | None, *, read_rows: int = 65_536) -> None:
+        columns = ["key", "fp", "contact_id"]
+        self._sealed = path is not None and "seal" in pq.read_schema(path).names
         self._batches = (
             iter(()) if path is None
-            else stream_parquet(path, columns=["key", "fp", "contact_id"], batch_size=read_rows)
+            else stream_parquet(path, columns=columns + ["seal"] * self._sealed, batch_size=read_rows)
         )
         self._keys = np.empty(0, np.uint64)
         self._fps = np.empty(0, np.uint64)
         self._ids: pa.Array = pa.array([], pa.string())
+        self._seals: pa.Array = pa.array([], pa.int64())
         self._last: int | None = None
         self._done = path is None
 
-    def take_below(self, bound: int | None) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-        """``(keys, fps, contact_ids)`` of the next rows with key < ``bound``, in file order."""
+    def take_below(self, bound: int | None) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array]:
+        """``(keys, fps, contact_ids, seals)`` of the next rows with key < ``bound``, in file order."""
         while not self._done and (bound is None or not self._keys.size or self._keys[-1] < bound):
             try:
                 batch = next(self._batches)
@@ -154,8 +162,9 @@ class SortedSnapshotReader:
                 break
             self._append(batch)
         cut = self._keys.size if bound is None else int(np.searchsorted(self._keys, np.uint64(bound)))
-        out = (self._keys[:cut], self._fps[:cut], self._ids.slice(0, cut))
-        self._keys, self._fps, self._ids = self._keys[cut:], self._fps[cut:], self._ids.slice(cut)
+        out = (self._keys[:cut], self._fps[:cut], self._ids.slice(0, cut), self._seals.slice(0, cut))
+        self._keys, self._fps = self._keys[cut:], self._fps[cut:]
+        self._ids, self._seals = self._ids.slice(cut), self._seals.slice(cut)
         return out
 
     def _append(self, batch: pa.RecordBatch) -> None:
@@ -165,14 +174,17 @@ class SortedSnapshotReader:
                 raise UnsortedSnapshot("the snapshot is not sorted by key")
             self._last = int(keys[-1])
         ids = batch.column(2)
+        seals = batch.column(3) if self._sealed else pa.nulls(batch.num_rows, pa.int64())
         if self._keys.size:
             self._keys = np.concatenate([self._keys, keys])
             self._fps = np.concatenate([self._fps, batch.column(1).to_numpy().astype(np.uint64, copy=False)])
             self._ids = pa.concat_arrays([self._ids, ids])
+            self._seals = pa.concat_arrays([self._seals, seals])
         else:
             self._keys = keys
             self._fps = batch.column(1).to_numpy().astype(np.uint64, copy=False)
             self._ids = ids
+            self._seals = seals
 
 
 class UnsortedSnapshot(ValueError):

@@ -3,7 +3,8 @@
 Why a staging file: the push phase (rate limited, retried, resumable) must not depend on re-reading the
 lake, and the diff against the last snapshot needs every key first. Staging keeps one row per contact
 to send: ``row`` (input row number), ``key`` (keyed hash of the e-mail), ``fp`` (keyed hash of the item
-JSON under a sub-key derived from the mapping digest) and ``item`` (the JSON itself).
+JSON under a sub-key derived from the mapping digest), ``item`` (the JSON itself) and ``email`` (as sent:
+sealed into the state by the engine, so that mirror mode can untag a contact after it left).
 
 Memory stays bounded: input batches are cut into slices of at most ``SLICE_ROWS`` rows, each slice is
 normalised, de-duplicated against everything before it, serialised and written, with one slice queued
@@ -60,6 +61,7 @@ STAGING_SCHEMA = pa.schema(
         pa.field("key", pa.uint64(), nullable=False),
         pa.field("fp", pa.uint64(), nullable=False),
         pa.field("item", pa.string(), nullable=False),
+        pa.field("email", pa.string(), nullable=False),
     ]
 )
 #: Rows prepared together. Smaller slices keep fewer bytes in flight (each holds its raw values, the
@@ -199,6 +201,7 @@ def _stage_slice(valid: pa.Table, keys: np.ndarray, *, spec: MappingSpec, fp_key
             pa.array(keys, pa.uint64()),
             pa.array(hash_strings(items, key=fp_key), pa.uint64()),
             items,
+            valid.column("email"),
         ],
         schema=STAGING_SCHEMA,
     )

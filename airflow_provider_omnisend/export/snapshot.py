@@ -4,8 +4,13 @@ Layout under ``state_dir`` (any fsspec URL):
 
 * ``snapshot-<UTC timestamp>-<short uuid>.parquet``: ``key`` (uint64, keyed hash of the e-mail),
   ``fp`` (uint64, keyed hash of the item JSON last accepted), ``contact_id`` (Omnisend's id, nullable;
-  needed later to untag contacts that left the segment). Sorted by ``key``.
-* ``CURRENT.json``: ``{"snapshot", "hash_key", "key_check", "config_digest", "rows", "written_at"}``.
+  not filled today), ``seal`` (int64, the contact's row in the sealed e-mails file; null in snapshots
+  written before e-mails were sealed, which still load). Sorted by ``key``.
+* ``emails-<UTC timestamp>-<short uuid>.parquet``: the members' e-mails, encrypted under a key derived
+  from a secret kept outside the folder (:mod:`~airflow_provider_omnisend.export.sealed`), so mirror
+  mode can untag who left by e-mail. Only written when the engine has that secret.
+* ``CURRENT.json``: ``{"snapshot", "hash_key", "key_check", "config_digest", "rows", "written_at"}``,
+  plus ``"emails"`` naming the sealed file when there is one.
 
 Atomicity: the versioned file is written completely first, then the pointer is written under a
 temporary name and moved onto ``CURRENT.json`` (a rename locally, a single object PUT on object stores).
@@ -16,7 +21,7 @@ The random hash key lives in the pointer so hashes stay comparable across runs; 
 to a secret kept outside the folder (:func:`~airflow_provider_omnisend.export.hashing.state_key`: the
 Omnisend connection's), so reading the folder is not enough to test guesses of an e-mail against it.
 ``key_check`` (one-way) tells the next run whether it still hashes the same way. The folder never
-holds an e-mail, a name or a payload.
+holds an e-mail in clear, a name or a payload.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_provider_omnisend.export.files import open_private
 from airflow_provider_omnisend.export.hashing import HASH_KEY_BYTES, new_hash_key
 from airflow_provider_omnisend.export.keyspill import KeyPartitions, SortedSnapshotReader, stream_parquet
+from airflow_provider_omnisend.export.sealed import PREFIX as SEALED_PREFIX
+from airflow_provider_omnisend.export.sealed import SealedFile
 
 POINTER = "CURRENT.json"
 KEEP_VERSIONS = 3
@@ -48,9 +55,15 @@ SNAPSHOT_SCHEMA = pa.schema(
         pa.field("key", pa.uint64(), nullable=False),
         pa.field("fp", pa.uint64(), nullable=False),
         pa.field("contact_id", pa.string()),
+        pa.field("seal", pa.int64()),
     ]
 )
-REMOVED_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("contact_id", pa.string())])
+#: Columns every snapshot has; ``seal`` came later (an older snapshot reads as all-null seals).
+REQUIRED_COLUMNS = ("key", "fp", "contact_id")
+REMOVED_SCHEMA = pa.schema(
+    [pa.field("key", pa.uint64()), pa.field("contact_id", pa.string()), pa.field("seal", pa.int64())]
+)
+SNAPSHOT_PREFIX = "snapshot-"
 #: Row groups of this many rows keep a streamed read of the snapshot small.
 SNAPSHOT_ROW_GROUP_ROWS = 131_072
 
@@ -69,6 +82,8 @@ class SnapshotState:
     snapshot_name: str | None = None
     #: :func:`~airflow_provider_omnisend.export.hashing.key_check` of the key the snapshot was hashed with
     key_check: str | None = None
+    #: the pointer's ``emails`` entry as written (None: no sealed e-mails; see ``SealedFile.from_pointer``)
+    emails: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +135,7 @@ def load_state(
         _check_schema(table, f"{state_dir}/{name}")
     return SnapshotState(
         hash_key=hash_key, table=table, config_digest=pointer.get("config_digest"), snapshot_name=name,
-        key_check=pointer.get("key_check"),
+        key_check=pointer.get("key_check"), emails=pointer.get("emails"),
     )
 
 
@@ -177,7 +192,7 @@ def diff_partitioned(parts: KeyPartitions, snapshot_path: str | None) -> Diff:
     found_total = unchanged = 0
     removed: list[pa.RecordBatch] = []
     for staged, upper in parts.ranges():
-        snap_keys, snap_fps, snap_ids = reader.take_below(upper)
+        snap_keys, snap_fps, snap_ids, snap_seals = reader.take_below(upper)
         if not snap_keys.size:
             continue
         found, at = _lookup(snap_keys, staged["key"])
@@ -190,7 +205,8 @@ def diff_partitioned(parts: KeyPartitions, snapshot_path: str | None) -> Diff:
         gone = np.flatnonzero(~present)
         if gone.size:
             removed.append(pa.RecordBatch.from_arrays(
-                [pa.array(snap_keys[gone], pa.uint64()), snap_ids.take(pa.array(gone))],
+                [pa.array(snap_keys[gone], pa.uint64()), snap_ids.take(pa.array(gone)),
+                 snap_seals.take(pa.array(gone))],
                 schema=REMOVED_SCHEMA))
     new = parts.rows - found_total
     removed_table = pa.Table.from_batches(removed, schema=REMOVED_SCHEMA)
@@ -211,7 +227,8 @@ def merge_partitioned(
     id) and staged rows that were unchanged (old fp and id). A staged row that failed this run keeps its
     previous entry if it had one (so its contact id is not forgotten and its differing fp makes it
     "changed", hence retried, next run); a failed new row is left out (so it is "new" next run).
-    Contacts no longer staged (left the segment) are dropped.
+    Contacts no longer staged (left the segment) are dropped. Every row kept is staged, so its ``seal``
+    is its staging position: its row in the e-mails sealed from this run's staging file.
     """
     accepted = np.asarray(accepted, dtype=bool)
     if accepted.shape != (parts.rows,):
@@ -220,7 +237,7 @@ def merge_partitioned(
         raise ValueError(f"contact_ids has {len(contact_ids)} values; staging has {parts.rows} rows")
     reader = SortedSnapshotReader(snapshot_path)
     for staged, upper in parts.ranges():
-        snap_keys, snap_fps, snap_ids = reader.take_below(upper)
+        snap_keys, snap_fps, snap_ids, _ = reader.take_below(upper)
         pos = staged["pos"]
         ids = pa.nulls(pos.size, pa.string()) if contact_ids is None else contact_ids.take(pa.array(pos))
         use_new = accepted[pos]
@@ -238,7 +255,7 @@ def merge_partitioned(
         if keep.size:
             yield pa.RecordBatch.from_arrays(
                 [pa.array(staged["key"][keep], pa.uint64()), pa.array(fp_out[keep], pa.uint64()),
-                 id_out.take(pa.array(keep))],
+                 id_out.take(pa.array(keep)), pa.array(pos[keep], pa.int64())],
                 schema=SNAPSHOT_SCHEMA)
 
 
@@ -253,7 +270,7 @@ def write_snapshot(
 ) -> str:
     """Write a new snapshot version and switch ``CURRENT.json`` to it; returns the version's file name."""
     _check_schema(table, "the snapshot to write")
-    table = table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
+    table = _with_seal(table).select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
     return write_snapshot_batches(state_dir, table.to_batches(), hash_key=hash_key, key_check=key_check,
                                   config_digest=config_digest, storage_options=storage_options)
 
@@ -266,14 +283,17 @@ def write_snapshot_batches(
     config_digest: str,
     key_check: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    emails: SealedFile | None = None,
 ) -> str:
-    """:func:`write_snapshot` from a stream of ``SNAPSHOT_SCHEMA`` batches (in key order), one at a time."""
+    """:func:`write_snapshot` from a stream of ``SNAPSHOT_SCHEMA`` batches (in key order), one at a time.
+    ``emails`` names the sealed e-mails file (already written) that the batches' ``seal`` values point
+    into."""
     if len(hash_key) != HASH_KEY_BYTES:
         raise ValueError(f"hash key must be {HASH_KEY_BYTES} bytes")
     fs, root = fsspec.core.url_to_fs(state_dir, **(storage_options or {}))
     fs.makedirs(root, exist_ok=True)
     now = datetime.now(UTC)
-    name = f"snapshot-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
+    name = f"{SNAPSHOT_PREFIX}{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
     rows = 0
     with open_private(fs, posixpath.join(root, name)) as handle, pq.ParquetWriter(
         handle, SNAPSHOT_SCHEMA, compression="zstd"
@@ -292,19 +312,23 @@ def write_snapshot_batches(
         "rows": rows,
         "written_at": now.isoformat().replace("+00:00", "Z"),
     }
+    if emails is not None:
+        pointer["emails"] = emails.to_pointer()
     temporary = posixpath.join(root, f".{POINTER}.{uuid.uuid4().hex[:8]}.tmp")
     with open_private(fs, temporary) as handle:
         handle.write(orjson.dumps(pointer, option=orjson.OPT_INDENT_2))
     fs.mv(temporary, posixpath.join(root, POINTER))
-    _prune(fs, root, keep=name)
+    _prune(fs, root, SNAPSHOT_PREFIX, keep=name)
+    _prune(fs, root, SEALED_PREFIX, keep=emails.file if emails is not None else None)
     return name
 
 
-def _prune(fs: fsspec.AbstractFileSystem, root: str, *, keep: str) -> None:
+def _prune(fs: fsspec.AbstractFileSystem, root: str, prefix: str, *, keep: str | None) -> None:
+    """Keep the ``KEEP_VERSIONS`` newest ``<prefix>*.parquet`` files (names sort by time) and ``keep``."""
     versions = sorted(
         posixpath.basename(path)
         for path in fs.ls(root, detail=False)
-        if posixpath.basename(path).startswith("snapshot-") and path.endswith(".parquet")
+        if posixpath.basename(path).startswith(prefix) and path.endswith(".parquet")
     )
     for old in versions[:-KEEP_VERSIONS]:
         if old != keep:
@@ -324,10 +348,19 @@ def _u64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return column.to_numpy().astype(np.uint64, copy=False)
 
 
+def _with_seal(table: pa.Table) -> pa.Table:
+    """``table`` with a ``seal`` column (all null for a snapshot written before e-mails were sealed)."""
+    if "seal" in table.column_names:
+        return table
+    return table.append_column(SNAPSHOT_SCHEMA.field("seal"), pa.nulls(table.num_rows, pa.int64()))
+
+
 def _check_schema(table: pa.Table, what: str) -> None:
     for expected in SNAPSHOT_SCHEMA:
-        if expected.name not in table.column_names or table.schema.field(expected.name).type != expected.type:
+        present = expected.name in table.column_names
+        if (not present and expected.name in REQUIRED_COLUMNS) or (
+                present and table.schema.field(expected.name).type != expected.type):
             raise SnapshotError(
                 f"{what} does not have the snapshot columns key uint64, fp uint64, contact_id string "
-                f"(it has {table.schema}); it was not written by this provider"
+                f"(and seal int64 if any; it has {table.schema}); it was not written by this provider"
             )

@@ -308,7 +308,8 @@ def test_state_files_are_owner_only(tmp_path):
     from airflow_provider_omnisend.lake import write_watermark
 
     table = pa.table({"key": pa.array([1, 2], pa.uint64()), "fp": pa.array([3, 4], pa.uint64()),
-                      "contact_id": pa.array(["a", "b"])}, schema=SNAPSHOT_SCHEMA)
+                      "contact_id": pa.array(["a", "b"]), "seal": pa.array([0, 1], pa.int64())},
+                     schema=SNAPSHOT_SCHEMA)
     write_snapshot(str(tmp_path / "state"), table, hash_key=b"k" * 16, config_digest="d")
     write_watermark(str(tmp_path / "state"), "omnisend_default__vip", "export-1")
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]

@@ -55,6 +55,7 @@ def diff(staging_path: str, snapshot_table: pa.Table | None) -> Diff:
         {
             "key": pa.array(_u64(snapshot_table.column("key"))[removed_positions], pa.uint64()),
             "contact_id": snapshot_table.column("contact_id").take(pa.array(removed_positions)),
+            "seal": _seals(snapshot_table).take(pa.array(removed_positions)),
         },
         schema=REMOVED_SCHEMA,
     )
@@ -95,7 +96,7 @@ def merge_snapshot(
         raise ValueError(f"contact_ids has {len(ids)} values; staging has {keys.size} rows")
     if previous is None or previous.num_rows == 0:
         keep = np.flatnonzero(accepted)
-        return _snapshot(keys[keep], fps[keep], ids.take(pa.array(keep)))
+        return _snapshot(keys[keep], fps[keep], ids.take(pa.array(keep)), keep)
 
     snap_keys, snap_fps, order = _sorted_snapshot(previous)
     snap_ids = previous.column("contact_id").take(pa.array(order))
@@ -108,17 +109,26 @@ def merge_snapshot(
     fp_out = np.where(use_new, fps, snap_fps[np.where(found, at, 0)])
     id_out = pc.if_else(pa.array(use_new), pc.coalesce(ids, old_id), old_id)
     positions = np.flatnonzero(keep)
-    return _snapshot(keys[positions], fp_out[positions], id_out.take(pa.array(positions)))
+    return _snapshot(keys[positions], fp_out[positions], id_out.take(pa.array(positions)), positions)
 
 
 
 
-def _snapshot(keys: np.ndarray, fps: np.ndarray, ids: pa.Array) -> pa.Table:
+def _snapshot(keys: np.ndarray, fps: np.ndarray, ids: pa.Array, staged_at: np.ndarray) -> pa.Table:
+    """Sorted by key; each row's seal is its staging position (its row in the e-mails sealed from it)."""
     order = np.argsort(keys, kind="stable")
     return pa.Table.from_arrays(
-        [pa.array(keys[order], pa.uint64()), pa.array(fps[order], pa.uint64()), ids.take(pa.array(order))],
+        [pa.array(keys[order], pa.uint64()), pa.array(fps[order], pa.uint64()), ids.take(pa.array(order)),
+         pa.array(np.asarray(staged_at, dtype=np.int64)[order], pa.int64())],
         schema=SNAPSHOT_SCHEMA,
     )
+
+
+def _seals(table: pa.Table) -> pa.ChunkedArray | pa.Array:
+    """The snapshot's seal column; a snapshot from before sealing has none (all null)."""
+    if "seal" in table.column_names:
+        return table.column("seal")
+    return pa.nulls(table.num_rows, pa.int64())
 
 
 def _sorted_snapshot(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

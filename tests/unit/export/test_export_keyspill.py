@@ -39,7 +39,7 @@ TOP = 2**64 - 1
 def write_staging(path: Path, keys: np.ndarray, fps: np.ndarray) -> str:
     table = pa.Table.from_arrays(
         [pa.array(np.arange(keys.size), pa.int64()), pa.array(keys, pa.uint64()), pa.array(fps, pa.uint64()),
-         pa.array(["{}"] * keys.size, pa.string())],
+         pa.array(["{}"] * keys.size, pa.string()), pa.array(["e@example.com"] * keys.size, pa.string())],
         schema=STAGING_SCHEMA,
     )
     pq.write_table(table, path, row_group_size=97)  # odd row groups: reads cross them
@@ -50,7 +50,7 @@ def snapshot_table(keys: np.ndarray, fps: np.ndarray, ids: list[str | None] | No
     order = np.argsort(keys, kind="stable")
     ids_array = pa.array(ids if ids is not None else [None] * keys.size, pa.string())
     columns = [pa.array(keys[order], pa.uint64()), pa.array(fps[order], pa.uint64()),
-               ids_array.take(pa.array(order))]
+               ids_array.take(pa.array(order)), pa.array(order, pa.int64())]
     return pa.Table.from_arrays(columns, schema=SNAPSHOT_SCHEMA)
 
 
@@ -160,7 +160,8 @@ def test_reader_streams_ranges_and_refuses_an_unsorted_snapshot(tmp_path: Path) 
     assert reader.take_below(None)[0].tolist() == [9, 12, 40]
     assert SortedSnapshotReader(None).take_below(None)[0].size == 0
     unsorted = pa.Table.from_arrays([pa.array([1, 9, 5], pa.uint64()), pa.array([0, 0, 0], pa.uint64()),
-                                     pa.nulls(3, pa.string())], schema=SNAPSHOT_SCHEMA)
+                                     pa.nulls(3, pa.string()), pa.nulls(3, pa.int64())],
+                                    schema=SNAPSHOT_SCHEMA)
     pq.write_table(unsorted, tmp_path / "u.parquet", row_group_size=1)
     with pytest.raises(UnsortedSnapshot):
         SortedSnapshotReader(str(tmp_path / "u.parquet"), read_rows=1).take_below(None)
@@ -172,7 +173,8 @@ def test_fetch_uses_a_local_snapshot_in_place_and_sorts_a_foreign_one(tmp_path: 
     name = write_snapshot(state_dir, snapshot_table(keys, keys), hash_key=KEY, config_digest="d")
     assert fetch_snapshot(state_dir, name, str(tmp_path / "local")) == str(tmp_path / "state" / name)
     foreign = pa.Table.from_arrays([pa.array(keys, pa.uint64()), pa.array(keys, pa.uint64()),
-                                    pa.array(["a", None, "c"])], schema=SNAPSHOT_SCHEMA)
+                                    pa.array(["a", None, "c"]), pa.array([0, 1, 2], pa.int64())],
+                                   schema=SNAPSHOT_SCHEMA)
     pq.write_table(foreign, tmp_path / "state" / name)  # not sorted: not written by this provider
     path = fetch_snapshot(state_dir, name, str(tmp_path / "local"))
     assert path.startswith(str(tmp_path / "local"))

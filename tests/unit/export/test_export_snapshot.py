@@ -41,6 +41,7 @@ def staging(tmp_path: Path, keys: list[int], fps: list[int], name: str = "stagin
             pa.array(keys, pa.uint64()),
             pa.array(fps, pa.uint64()),
             pa.array(["{}"] * len(keys), pa.string()),
+            pa.array([f"p{k}@example.com" for k in keys], pa.string()),
         ],
         schema=STAGING_SCHEMA,
     )
@@ -51,7 +52,8 @@ def staging(tmp_path: Path, keys: list[int], fps: list[int], name: str = "stagin
 def snapshot(keys: list[int], fps: list[int], ids: list[str | None] | None = None) -> pa.Table:
     ids = ids if ids is not None else [None] * len(keys)
     return pa.Table.from_arrays(
-        [pa.array(keys, pa.uint64()), pa.array(fps, pa.uint64()), pa.array(ids, pa.string())],
+        [pa.array(keys, pa.uint64()), pa.array(fps, pa.uint64()), pa.array(ids, pa.string()),
+         pa.array(range(len(keys)), pa.int64())],
         schema=SNAPSHOT_SCHEMA,
     )
 
@@ -152,8 +154,8 @@ def test_diff_counts_and_alignment(tmp_path: Path) -> None:
     assert result.send.tolist() == [True, False, True, True, False]
     assert (result.new, result.changed, result.unchanged, result.removed) == (2, 1, 2, 2)
     assert sorted(result.removed_table.to_pylist(), key=lambda r: r["key"]) == [
-        {"key": 98, "contact_id": None},
-        {"key": 99, "contact_id": "c99"},
+        {"key": 98, "contact_id": None, "seal": 4},
+        {"key": 99, "contact_id": "c99", "seal": 3},
     ]
 
 
