@@ -139,10 +139,20 @@ def _text(value: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ redaction
+#: Where a quoted header value plausibly ends: its closing quote followed by the end of the line (raw or
+#: JSON-escaped), the end of the text, or what closes or separates members of a JSON/repr/HTML structure.
+_VALUE_END = r"""[ \t]*(?:[,;)}\]<]|\\[rn]|[\r\n]|\Z)"""
 #: A header's value as a server may echo it: ``Authorization: Omnisend-API-Key k``, ``"X-API-KEY": "k"``,
-#: ``'x-api-key': 'k'`` (a repr) or ``x-api-key=k``; the value runs to the end of the quoted string/line.
+#: ``'x-api-key': "k'k"`` (a repr), ``{\"X-API-KEY\": \"k\"}`` (JSON inside JSON) or ``x-api-key=k``.
+#: A quoted value runs to its own closing quote (the same run of backslashes and quote character, not
+#: escaped, where a value can end): a quote of the other kind or an escaped one inside it is part of the
+#: value, an unescaped ``"`` (the end of an enclosing JSON string) is not. An unquoted value runs to the end of the line (a JSON ``\r``/``\n`` escape counts) or to an
+#: unescaped ``"`` that closes a JSON string (an escaped one, ``\"``, is part of the value). Better to
+#: hide the rest of a line than a key's tail.
 _HEADER_VALUE = re.compile(
-    r"""(?i)(authorization|x-api-key)(\\*["']?\s*[:=]\s*\\*["']?)((?:\\.|[^"'\\\r\n,}\]])+)""")
+    r"""(?i)(?P<name>authorization|x-api-key)(?P<sep>\\*["']?\s*[:=][ \t]*)"""
+    r"""(?:(?P<open>\\*["'])(?:\\[^\r\n]|[^\r\n\\"])*?(?<!\\)(?P=open)(?=""" + _VALUE_END + ")"
+    r"""|(?:[^\r\n\\"]|\\(?![rn])[^\r\n]?|"(?!""" + _VALUE_END + "))+)")
 REDACTED = "***"
 
 
@@ -172,4 +182,9 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
         for form in secret_forms(secret):
             if form in text:
                 text = text.replace(form, REDACTED)
-    return _HEADER_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _HEADER_VALUE.sub(_redacted_value, text)
+
+
+def _redacted_value(match: re.Match[str]) -> str:
+    quote = match.group("open") or ""
+    return f"{match.group('name')}{match.group('sep')}{quote}{REDACTED}{quote}"

@@ -97,6 +97,26 @@ def test_echoed_headers_are_redacted(hostile, caplog, status):
     _TRIED[f"echo {status}"] = "key and header values redacted"
 
 
+@pytest.mark.parametrize("forged", ["abc'def-TAIL-9d1", 'abc"d,e}f]-TAIL-9d1', "\"abc'de\\f\" TAIL-9d1"])
+def test_echoed_header_values_are_redacted_to_their_end(hostile, caplog, forged):
+    """A header value the client does not know as a secret (an extra X-API-KEY, a proxy's Authorization)
+    echoed raw, as a repr and as JSON in JSON: the pattern hides it whole, quotes inside and all."""
+    caplog.set_level(logging.DEBUG)
+    for status in (400, 200):
+        client = _client(f"{hostile.base_url}/echo/{status}")
+        client.session.headers.update({"X-API-KEY": forged, "Proxy-Authorization": forged})
+        if status == 200:
+            answer = client.create_batch([{"email": "ann@example.com"}])  # still parsed as JSON
+            texts = [repr(answer), json.dumps(answer)]
+        else:
+            with pytest.raises(OmnisendApiError) as err:
+                client.create_batch([{"email": "ann@example.com"}])
+            texts = [str(err.value), repr(err.value.__dict__), repr(getattr(err.value, "errors", None))]
+        joined = "".join([*texts, caplog.text])
+        assert "TAIL-9d1" not in joined and "***" in joined and not _leaks(joined), texts
+    _TRIED[f"echo of a forged header {forged[:8]!r}"] = "redacted to its end"
+
+
 def test_key_with_whitespace_is_stripped_and_control_characters_refused(hostile, monkeypatch):
     hook = _hook(monkeypatch, f"{hostile.base_url}/echo/200", api_key=f"  {SECRET}\n")
     assert hook.client.session.headers["Authorization"] == f"Omnisend-API-Key {SECRET}"

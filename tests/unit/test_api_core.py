@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -15,6 +16,7 @@ from airflow_provider_omnisend.api.errors import (
     OmnisendValidationError,
     OmnisendVersionRetiredError,
     error_from_response,
+    redact,
 )
 from airflow_provider_omnisend.api.ratelimit import SlidingWindowLimiter
 from airflow_provider_omnisend.api.versions import get_version
@@ -170,3 +172,26 @@ def test_cancel_stops_the_retry_sleep_promptly():
     with pytest.raises(OmnisendCancelled):
         client.ping()
     assert client.stats["requests"] == sent
+
+
+_TAIL = "TAIL-9d1"
+
+
+@pytest.mark.parametrize("value", [
+    f"abc'def-{_TAIL}", f'abc"def-{_TAIL}', f"a,b}}c]d;e-{_TAIL}", f"\"abc'def-{_TAIL}\"",
+    f"abc\\\"de'f-{_TAIL}", f"Bearer abc\\'x,{{'y'}}-{_TAIL}",
+])
+def test_an_echoed_header_value_is_redacted_to_its_end(value):
+    """A header value the client does not know (no secret given) is hidden whole however it is quoted:
+    raw, JSON, repr, JSON in JSON, repr in JSON; JSON stays JSON."""
+    headers = {"Host": "h", "X-API-KEY": value, "Authorization": value, "Accept": "*/*"}
+    raw = " ".join(f"{k}: {v}" for k, v in headers.items())
+    texts = [f"X-API-KEY: {value}", f"{raw}\r\nNext: 1", repr(headers), json.dumps(headers),
+             json.dumps({"detail": f"headers {headers!r} raw {raw}", "errors": [json.dumps(headers)]}),
+             json.dumps({"echo": json.dumps({"echo": json.dumps(headers)})}), f"<td>x-api-key={value}</td>"]
+    for text in texts:
+        clean = redact(text)
+        assert _TAIL not in clean and "***" in clean, (text, clean)
+        if text.startswith("{\""):
+            assert json.loads(clean)  # a success body is still parsed after redaction
+    assert redact(json.dumps(headers)) == json.dumps({**headers, "X-API-KEY": "***", "Authorization": "***"})
