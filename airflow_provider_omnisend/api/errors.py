@@ -146,9 +146,10 @@ _VALUE_END = r"""[ \t]*(?:[,;)}\]<]|\\[rn]|[\r\n]|\Z)"""
 #: ``'x-api-key': "k'k"`` (a repr), ``{\"X-API-KEY\": \"k\"}`` (JSON inside JSON) or ``x-api-key=k``.
 #: A quoted value runs to its own closing quote (the same run of backslashes and quote character, not
 #: escaped, where a value can end): a quote of the other kind or an escaped one inside it is part of the
-#: value, an unescaped ``"`` (the end of an enclosing JSON string) is not. An unquoted value runs to the end of the line (a JSON ``\r``/``\n`` escape counts) or to an
-#: unescaped ``"`` that closes a JSON string (an escaped one, ``\"``, is part of the value). Better to
-#: hide the rest of a line than a key's tail.
+#: value, an unescaped ``"`` (the end of an enclosing JSON string) is not. An unquoted value runs to the
+#: end of the line (a JSON ``\r``/``\n`` escape counts) or to an unescaped ``"`` that closes a JSON
+#: string (an escaped one, ``\"``, is part of the value). Better to hide the rest of a line than a key's
+#: tail.
 _HEADER_VALUE = re.compile(
     r"""(?i)(?P<name>authorization|x-api-key)(?P<sep>\\*["']?\s*[:=][ \t]*)"""
     r"""(?:(?P<open>\\*["'])(?:\\[^\r\n]|[^\r\n\\"])*?(?<!\\)(?P=open)(?=""" + _VALUE_END + ")"

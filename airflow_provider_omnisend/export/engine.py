@@ -403,9 +403,10 @@ class ExportEngine:
         summary.new, summary.changed = delta.new, delta.changed
         summary.unchanged, summary.removed = delta.unchanged, delta.removed
         send = np.asarray(delta.send, dtype=bool)
-        log.info("Segment %r: %d rows read, %d valid, %d rejected (%d duplicates); %d new, %d changed, "
-                 "%d unchanged, %d removed", opts.segment, prep.rows_read, prep.valid, prep.rejected,
-                 prep.duplicates, delta.new, delta.changed, delta.unchanged, delta.removed)
+        log.info("Segment %r: %d rows read, %d valid, %d rejected (%d duplicates), %d field warnings; "
+                 "%d new, %d changed, %d unchanged, %d removed", opts.segment, prep.rows_read, prep.valid,
+                 prep.rejected, prep.duplicates, prep.field_warnings, delta.new, delta.changed,
+                 delta.unchanged, delta.removed)
         if opts.dry_run:
             summary.sample_path = self._write_sample(send)
             summary.would_send = int(send.sum())

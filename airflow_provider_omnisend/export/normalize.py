@@ -35,7 +35,10 @@ Reason codes:
 ``invalid_property``   a custom property typed number, boolean or date whose value does not fit that
                        type (see typed.py)
 ``invalid_consent``    consent createdAt is not an RFC 3339 timestamp
-``invalid_status_changed_at`` status_changed_at is not an RFC 3339 timestamp (only the date is left out)
+``invalid_status_changed_at`` status_changed_at is not an RFC 3339 timestamp: the date is left out, and
+                       so are the row's mapped channel statuses (one warning each, field
+                       ``channels.email`` / ``channels.sms``): undated, a stale "subscribed" could
+                       overwrite a newer unsubscribe
 ``invalid_status``     a channel status column holds something other than subscribed, nonSubscribed,
                        unsubscribed (any case)
 =====================  ===============================================================================
@@ -241,6 +244,7 @@ def _consent_slots(
             values, f"status_changed_at ({where})", "invalid_status_changed_at"
         )
         checks += _guarding(STATUS_CHANGED_AT_SLOT, found)
+        checks += _undated_statuses(spec, slots, found[0].failed, where)
     for name, source in spec.consent:
         values, where = _sourced(source, cleaned, n)
         label = f"consent {name} ({where})"
@@ -249,6 +253,34 @@ def _consent_slots(
         else:
             slots[consent_slot(name)], found = values, _length_checks(values, label, CONSENT_MAX_LENGTH)
         checks += _guarding(consent_slot(name), found)
+    return checks
+
+
+def _undated_statuses(
+    spec: MappingSpec, slots: dict[str, pa.Array], undated: np.ndarray, where: str
+) -> list[_Check]:
+    """A mapped status whose ``status_changed_at`` is invalid is not sent either: without its date it
+    would overwrite whatever Omnisend holds, a newer unsubscribe included. A constant status becomes a
+    column first, so that it can be left out of these rows only."""
+    checks: list[_Check] = []
+    if not undated.any():
+        return checks
+    for slot, what, status in (
+        (EMAIL_STATUS_SLOT, "email_status", spec.email_status),
+        (SMS_STATUS_SLOT, "sms_status", spec.sms_status),
+    ):
+        if status is None:
+            continue
+        if slot not in slots:
+            slots[slot] = pa.repeat(pa.scalar(status.constant, pa.string()), len(undated))
+        detail = (
+            f"{what} is not sent for this row: its status_changed_at ({where}) is not an RFC 3339 "
+            "timestamp, and an undated status could overwrite a newer unsubscribe in Omnisend"
+        )
+        sent = _present(slots[slot])
+        if slot == SMS_STATUS_SLOT and "phone" in slots:  # an SMS status goes with a phone only
+            sent &= _present(slots["phone"])
+        checks.append(_Check("invalid_status_changed_at", undated & sent, detail, slot=slot))
     return checks
 
 

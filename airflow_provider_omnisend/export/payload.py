@@ -188,13 +188,13 @@ class _RowBuilder:
         if status is None:
             return
         prefix = f',"channels":{{"{channel}":{{"status":'
-        if status.constant is not None:
-            self.text(f'{prefix}"{status.constant}"', where)
-            mask = np.ones(self.rows, dtype=bool) if where is None else where
-        elif values is not None:
+        if values is not None:  # a column, or a constant left out of some rows (see normalize.py)
             masked = values if where is None else with_validity(values, where)
             self.member([prefix], masked)
             mask = present(masked)
+        elif status.constant is not None:
+            self.text(f'{prefix}"{status.constant}"', where)
+            mask = np.ones(self.rows, dtype=bool) if where is None else where
         else:
             return
         if changed_at is not None:

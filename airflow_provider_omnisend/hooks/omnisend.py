@@ -436,6 +436,25 @@ def as_bool(value: Any) -> bool:
     return bool(value)
 
 
+_BOOL_ARGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def bool_arg(value: Any, name: str) -> bool:
+    """An operator or sensor flag (``dry_run``, ``force``...): a bool, 0/1, or true/false, 1/0, yes/no in
+    any case (a rendered template gives "True"). Anything else raises: a typo such as "flase" or "ture"
+    must not quietly become a real export or a skipped one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _BOOL_ARGS:
+        return _BOOL_ARGS[word]
+    raise OmnisendConfigError(
+        f"{name} must be true or false (also 1/0 or yes/no, any case), got {value!r:.60}. Fix the "
+        f"argument {name}= (or the template or param that renders it).")
+
+
 def _flag(extra: Mapping[str, Any], key: str, where: str) -> bool:
     """A connection flag that gates something: only a real bool, None or a usual true/false string (a
     list, a dict or 2 is a mistake, not a yes)."""

@@ -44,7 +44,7 @@ from airflow_provider_omnisend.hooks.lake import (
     default_state_path,
     lake_filesystem,
 )
-from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, as_bool
+from airflow_provider_omnisend.hooks.omnisend import OmnisendHook, bool_arg
 from airflow_provider_omnisend.hooks.placement import check_shared_paths
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
 from airflow_provider_omnisend.lake.errors import safe_reason
@@ -194,8 +194,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
     # ------------------------------------------------------------------ run
     def execute(self, context: Context) -> dict[str, Any]:
         dag_id = context["dag"].dag_id
-        dry_run = as_bool(self.dry_run)
         try:
+            flags = self._flags()
+            dry_run = flags["dry_run"]
             hook = OmnisendHook(self.omnisend_conn_id, dag_id=dag_id, rate_share=int(self.rate_share),
                                 requests_per_minute=_opt_int(self.requests_per_minute))
             settings = hook.settings
@@ -206,7 +207,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
             spec = MappingSpec.build(
                 dict(self.mapping), custom_properties=self.custom_properties, tags=list(self.tags or ()),
                 segment=self.segment, segment_tag=self.segment_tag or None, email_status=self.email_status,
-                sms_status=self.sms_status, send_welcome_message=as_bool(self.send_welcome_message),
+                sms_status=self.sms_status, send_welcome_message=flags["send_welcome_message"],
                 on_invalid_field=str(self.on_invalid_field),
                 default_phone_region=self.default_phone_region or None,
                 custom_property_types=self.custom_property_types, status_changed_at=self.status_changed_at,
@@ -215,8 +216,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
             rejects_schema(spec.source_columns)  # refuses columns the rejects file could not tell apart
             options = ExportOptions(
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
-                max_reject_ratio=float(self.max_reject_ratio), incremental=as_bool(self.incremental),
-                full_refresh=as_bool(self.full_refresh), mode=str(self.mode), dry_run=dry_run,
+                max_reject_ratio=float(self.max_reject_ratio), incremental=flags["incremental"],
+                full_refresh=flags["full_refresh"], mode=str(self.mode), dry_run=dry_run,
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
             _check_mode_supported(options, settings.version)
@@ -230,14 +231,14 @@ class OmnisendExportSegmentOperator(BaseOperator):
         rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
         try:
             check_shared_paths({"state_path": state_path, "rejects_path": rejects_path},
-                               allow_local=as_bool(self.allow_local_state))
+                               allow_local=flags["allow_local_state"])
         except OmnisendConfigError as err:
             raise AirflowFailException(str(err)) from None
         work_dir = self._work_dir(context)  # before the rejects file: it fails clearly, leaving nothing open
         # State and rejects on the lake's store are reached with the lake connection's credentials.
         state_options = companion_storage_options(state_path, lake_source=export.source,
                                                   lake_conn_id=self.lake_conn_id)
-        if not isinstance(self.source, Mapping) and not (as_bool(self.force) or as_bool(self.full_refresh)):
+        if not isinstance(self.source, Mapping) and not (flags["force"] or flags["full_refresh"]):
             self._skip_if_exported(export, state_path, key, state_options)
         try:
             rejects = RejectsWriter(
@@ -359,10 +360,23 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 "temp folder (TMPDIR), remove what a previous try left there, and clear the task.") from None
         return str(path)
 
+    def _flags(self) -> dict[str, bool]:
+        """The boolean arguments, strictly parsed (after templates are rendered)."""
+        names = ("dry_run", "incremental", "full_refresh", "force", "send_welcome_message",
+                 "allow_local_state")
+        return {name: bool_arg(getattr(self, name), name) for name in names}
+
     def _log_summary(self, result: Mapping[str, Any]) -> None:
-        keys = ("rows_read", "valid", "rejected", "duplicates", "new", "changed", "unchanged", "removed",
-                "sent", "batches", "untagged", "duration_s")
-        self.log.info("Segment %r summary: %s", self.segment, ", ".join(f"{k}={result[k]}" for k in keys))
+        """One line of counts (no e-mail, no value): field warnings with their reasons per field."""
+        keys = ("rows_read", "valid", "rejected", "duplicates", "field_warnings", "new", "changed",
+                "unchanged", "removed", "sent", "batches", "untagged", "duration_s")
+        line = ", ".join(f"{k}={result[k]}" for k in keys)
+        per_field = result.get("field_warning_reasons") or {}
+        if per_field:
+            line += " (field warnings: " + "; ".join(
+                f"{field} " + ", ".join(f"{reason}={count}" for reason, count in reasons.items())
+                for field, reasons in per_field.items()) + ")"
+        self.log.info("Segment %r summary: %s", self.segment, line)
 
 
 def _check_mode_supported(options: ExportOptions, version: ApiVersion) -> None:

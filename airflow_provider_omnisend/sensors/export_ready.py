@@ -14,10 +14,11 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
+from airflow_provider_omnisend.api.errors import OmnisendConfigError
 from airflow_provider_omnisend.hooks.lake import default_state_path
-from airflow_provider_omnisend.hooks.omnisend import as_bool
+from airflow_provider_omnisend.hooks.omnisend import bool_arg
 from airflow_provider_omnisend.lake import watermark_key
 from airflow_provider_omnisend.triggers.export_ready import ExportWatch, OmnisendExportReadyTrigger
 
@@ -93,7 +94,7 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         return ExportWatch(
             source=self.source, segment=self.segment, state_path=self._state_path,
             watermark_key=self._watermark_key, source_format=self.source_format, entity=self.entity,
-            lake_conn_id=self.lake_conn_id, force=as_bool(self.force),
+            lake_conn_id=self.lake_conn_id, force=bool_arg(self.force, "force"),
         )
 
     def poke(self, context: Any) -> PokeReturnValue:
@@ -105,6 +106,10 @@ class OmnisendSegmentExportSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=check.export.to_dict())
 
     def execute(self, context: Any) -> Any:
+        try:
+            bool_arg(self.force, "force")
+        except OmnisendConfigError as err:
+            raise AirflowFailException(str(err)) from None  # a setting: no retry can fix it
         if not self.deferrable:
             try:
                 return super().execute(context)

@@ -58,8 +58,10 @@ def test_french_export_arrives_field_by_field(emulator, omnisend_conn, tmp_path)
         (5, "customProperties.ltv", "invalid_property"), (5, "customProperties.loyal", "invalid_property"),
         (5, "customProperties.customerSince", "invalid_property"),
         (5, "channels.statusChangedAt", "invalid_status_changed_at"),
+        (5, "channels.email", "invalid_status_changed_at"),  # undated, the status is not sent either
     }
-    assert result["field_warnings"] == 6
+    assert chloe["statuses"][0]["status"] == "nonSubscribed"  # the emulator's default: none was sent
+    assert result["field_warnings"] == 7
     assert [(r["row"], r["reason"]) for r in rejects(tmp_path) if r["kind"] == "row_rejected"] == [
         (6, "invalid_email")]
     accounted(result, emulator, tmp_path)

@@ -192,9 +192,9 @@ def test_unicode_names_arrive_intact(emulator, omnisend_conn, tmp_path):
     accounted(result, emulator, tmp_path)
 
 
-def test_10kb_strings_are_left_out_with_a_reason(emulator, omnisend_conn, tmp_path):
+def test_10kb_strings_are_left_out_with_a_reason(emulator, omnisend_conn, tmp_path, capfd):
     """Too long an optional field: the contact is sent without it (a field warning); too long an
-    e-mail: the row is rejected."""
+    e-mail: the row is rejected. The summary line counts the warnings per field and reason."""
     result = run(omnisend_conn(), FIXTURES / "long_strings.csv", tmp_path, max_reject_ratio=1.0,
                  mapping={"email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName",
                           "address": "Address1"},
@@ -208,6 +208,12 @@ def test_10kb_strings_are_left_out_with_a_reason(emulator, omnisend_conn, tmp_pa
     assert (result["rejected"], result["field_warnings"]) == (1, 4)
     assert result["field_warning_reasons"] == {
         name: {"too_long": 1} for name in ("address", "customProperties.notes", "firstName", "lastName")}
+    out, err = capfd.readouterr()  # the operator's own (structlog) logger writes to stdout
+    summary = next(line for line in (out + err).splitlines() if "summary:" in line)
+    assert "field_warnings=4" in summary and (
+        "(field warnings: address too_long=1; customProperties.notes too_long=1; firstName too_long=1; "
+        "lastName too_long=1)") in summary
+    assert "@" not in summary and "AAAA" not in summary  # counts only: no e-mail, no value
     assert by_row[1]["detail"] == (f'firstName (column "FirstName") is {LONG} characters; '
                                    "Omnisend accepts at most 255")
     assert f"is {LONG} characters" in by_row[2]["detail"]  # characters, not UTF-8 bytes

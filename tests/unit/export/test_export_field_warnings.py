@@ -72,11 +72,43 @@ def test_status_changed_at_and_consent() -> None:
     first, second = (orjson.loads(i)["identifiers"][0] for i in build_items(result.valid, spec).to_pylist())
     assert first["channels"] == {"email": {"status": "subscribed", "statusChangedAt": "2026-03-01T10:00:00Z"}}
     assert first["consent"] == {"createdAt": "2026-03-01T10:00:00Z", "source": "CI"}
-    # a bad date drops only the date (the status is still sent), with a warning for each use
-    assert second["channels"] == {"email": {"status": "unsubscribed"}}
+    # a bad date drops the date and the status it dates (undated, it could overwrite a newer
+    # unsubscribe), with a warning for each
+    assert "channels" not in second
     assert second["consent"] == {"source": "CI", "ip": "203.0.113.7"}
     assert result.warning_reasons == {"channels.statusChangedAt": {"invalid_status_changed_at": 1},
+                                      "channels.email": {"invalid_status_changed_at": 1},
                                       "consent.createdAt": {"invalid_consent": 1}}
+
+
+def test_an_undated_status_is_not_sent() -> None:
+    """Constant and column statuses, e-mail and SMS: only the rows with a bad date lose them; a row
+    without a status (or an SMS status without a phone) gets no warning for it; reject_row rejects the
+    row."""
+    table = pa.table({"E": ["a@example.com", "b@example.com", "c@example.com", "d@example.com"],
+                      "P": ["+14155550123", "+14155550124", None, "+14155550126"],
+                      "S": ["subscribed", "subscribed", "subscribed", None],
+                      "T": ["2026-03-01T10:00:00Z", "2026-13-01T10:00:00Z", "01/03/2026", "never"]})
+    spec = MappingSpec.build({"email": "E", "phone": "P"}, email_status={"constant": "subscribed"},
+                             sms_status="S", status_changed_at="T")
+    result = normalize_batch(table, spec, row_offset=0)
+    items = [orjson.loads(i)["identifiers"] for i in build_items(result.valid, spec).to_pylist()]
+    dated = {"status": "subscribed", "statusChangedAt": "2026-03-01T10:00:00Z"}
+    assert (items[0][0]["channels"]["email"], items[0][1]["channels"]["sms"]) == (dated, dated)
+    for identifiers in items[1:]:
+        assert all("channels" not in identifier for identifier in identifiers), identifiers
+    warnings = [(r["row"], r["field"], r["reason"]) for r in result.warnings.to_pylist()]
+    undated = [(row, field) for row, field, reason in warnings
+               if reason == "invalid_status_changed_at" and field != "channels.statusChangedAt"]
+    assert undated == [(1, "channels.email"), (1, "channels.sms"), (2, "channels.email"),
+                       (3, "channels.email")]
+    detail = result.warnings.filter(pa.compute.equal(result.warnings.column("field"), "channels.sms"))
+    assert "newer unsubscribe" in detail.column("detail")[0].as_py()
+    strict = MappingSpec.build({"email": "E", "phone": "P"}, email_status={"constant": "subscribed"},
+                               sms_status="S", status_changed_at="T", on_invalid_field="reject_row")
+    rejected = normalize_batch(table, strict, row_offset=0)
+    assert rejected.valid.column("row").to_pylist() == [0]
+    assert rejected.reasons == {"invalid_status_changed_at": 3}
 
 
 def test_status_changed_at_needs_a_status() -> None:
