@@ -38,12 +38,12 @@ def test_the_operator_fails_at_once_on_a_bad_flag(name):
                                        mapping={"email": "Email"}, omnisend_conn_id="no_such_conn",
                                        **{name: "flase"})
     context = {"dag": SimpleNamespace(dag_id="d"), "ti": SimpleNamespace(task_id="t", map_index=-1)}
-    with pytest.raises(AirflowFailException, match=f"^{name} must be true or false .* got 'flase'"):
+    with pytest.raises(AirflowFailException, match=rf"^{name} must be true or false .* got 'flase'"):
         op.execute(context)
 
 
 def test_the_sensor_fails_at_once_on_a_bad_force(tmp_path):
     sensor = OmnisendSegmentExportSensor(task_id="w", source=str(tmp_path / "nowhere"), segment="s",
                                          state_path=str(tmp_path / "state"), force="ture")
-    with pytest.raises(AirflowFailException, match="^force must be true or false .* got 'ture'"):
+    with pytest.raises(AirflowFailException, match=r"^force must be true or false .* got 'ture'"):
         sensor.execute({})
