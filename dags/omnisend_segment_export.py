@@ -9,15 +9,40 @@ second confirmation would spend requests of the brand's budget the other exports
 fresh limiter cannot know the export's last minute of requests). ``OmnisendBatchSensor`` is for batch
 ids submitted some other way.
 
-Configuration comes from Airflow Variables, falling back to environment variables of the same name,
-then to the defaults below; nothing is hard-coded:
+Configuration, nothing hard-coded. Parsing the DAG file reads no Variable and touches no database:
+
+- Settings that shape the DAG (schedule, pool, params' defaults, retries, how the sensor waits) are
+  environment variables, read at parse time;
+- every other setting is read when a task runs, through the template macro ``var_or_env``: an Airflow
+  Variable, else the environment variable of the same name, else the default below. A changed Variable
+  applies to the next run without a re-parse or a redeploy. A value may itself be a template
+  (``{{ run_id }}``...), rendered per task.
+
+Environment only (parse time):
 
 ==============================  ==============================================================
 OMNISEND_EXPORT_SCHEDULE        cron expression or preset (default ``@daily``); ``asset`` runs
                                 the DAG when the export location (an Asset) is updated
-OMNISEND_LAKE_PATH              the export folder (file://, abfs://, s3://, gs://)
-OMNISEND_SOURCE_FORMAT          auto | cdm | parquet | csv | delta (default auto)
 OMNISEND_SEGMENTS               JSON list of segment names (default for the ``segments`` param)
+OMNISEND_POOL                   an Airflow pool for the exports (default: none, see below)
+OMNISEND_POOL_SLOTS             exports running at once (default 2): the cap on this DAG's
+                                exports without ``OMNISEND_POOL``; they share the connection's
+                                budget through the brand-wide limiter; budget ÷ this is the
+                                fallback split
+OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
+OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
+OMNISEND_SKIP_NO_EXPORT         no new export by then: skip (default true) or fail (false)
+OMNISEND_RETRIES                retries of each task (default 2); a retried export resumes where
+                                the failed try stopped and re-sends at most the batches in flight
+OMNISEND_RETRY_DELAY            seconds between tries (default 60)
+==============================  ==============================================================
+
+A Variable, else the environment (run time):
+
+==============================  ==============================================================
+OMNISEND_LAKE_PATH              the export folder (file://, abfs://, s3://, gs://); with the
+                                ``asset`` schedule the Asset is the environment's value
+OMNISEND_SOURCE_FORMAT          auto | cdm | parquet | csv | delta (default auto)
 OMNISEND_MAPPING                JSON {omnisend_field: column} (default: Customer Insights' names)
 OMNISEND_STATE_PATH             snapshots and watermarks (default $AIRFLOW_HOME/omnisend_state)
 OMNISEND_REJECTS_PATH           rejected rows, a template rendered per task, e.g.
@@ -29,33 +54,30 @@ OMNISEND_ALLOW_LOCAL_STATE      true: the local state/rejects paths are a mount 
                                 shares (default false: refused under Celery/Kubernetes)
 OMNISEND_CONN_ID                the Omnisend connection (default omnisend_default)
 OMNISEND_LAKE_CONN_ID           the lake's connection, if it needs credentials
-OMNISEND_POOL_SLOTS             slots of pool ``omnisend_api``: exports running at once per brand;
-                                they share the connection's budget through the brand-wide
-                                limiter; budget ÷ this is the fallback split (default 2)
-OMNISEND_DEFERRABLE             wait in the triggerer, not a worker slot (default true)
-OMNISEND_SENSOR_TIMEOUT         seconds to wait for a new export (default 6 h)
-OMNISEND_SKIP_NO_EXPORT         no new export by then: skip (default true) or fail (false)
-OMNISEND_RETRIES                retries of each task (default 2); a retried export resumes where
-                                the failed try stopped and re-sends at most the batches in flight
-OMNISEND_RETRY_DELAY            seconds between tries (default 60)
 ==============================  ==============================================================
+
+The pool: a task in a pool that does not exist is never scheduled, so the DAG needs none by default.
+Its exports run in Airflow's ``default_pool``, at most ``OMNISEND_POOL_SLOTS`` of them at once
+(``max_active_tis_per_dag``). To cap the exports of *several* DAGs to one brand together, create a pool
+and name it: ``airflow pools set omnisend_api 2 "Omnisend exports at once per brand"``, then
+``OMNISEND_POOL=omnisend_api`` (docker-compose does both).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, Variable, task, task_group
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
 from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
 
-POOL = "omnisend_api"
 CUSTOMER_INSIGHTS_MAPPING = {
     "email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName", "address": "Address1",
     "city": "City", "state": "StateOrProvince", "postalCode": "PostalCode", "countryCode": "Country",
@@ -63,15 +85,47 @@ CUSTOMER_INSIGHTS_MAPPING = {
 
 
 def setting(name: str, default: str) -> str:
-    """An Airflow Variable, else the environment variable of the same name, else ``default``.
+    """The environment variable ``name``, else ``default``: for what shapes the DAG, read at parse time.
 
-    Read at parse time only for the schedule and the params' defaults; the tasks get everything else
-    through templates, so a change of Variable applies to the next run without a redeploy.
+    Never a Variable here: parsing (every 30 s or so, by the dag-processor) must not reach the metadata
+    database or the API server, and a Variable read at parse time only applies after the next parse.
     """
     value = os.environ.get(name)
-    with contextlib.suppress(Exception):  # no metadata DB at parse time (e.g. a linter): env decides
-        value = Variable.get(name, default=value)
     return default if value in (None, "") else str(value)
+
+
+#: Settings the tasks read at run time (a Variable, else the environment, else this default; "" = unset).
+RUN_TIME_DEFAULTS = {
+    "OMNISEND_LAKE_PATH": "file:///opt/airflow/lake/CustomerInsights_demo/OmnisendExport",
+    "OMNISEND_SOURCE_FORMAT": "auto",
+    "OMNISEND_MAPPING": json.dumps(CUSTOMER_INSIGHTS_MAPPING),
+    "OMNISEND_STATE_PATH": "",
+    "OMNISEND_REJECTS_PATH": "",
+    "OMNISEND_ALLOW_LOCAL_STATE": "false",
+    "OMNISEND_CONN_ID": "omnisend_default",
+    "OMNISEND_LAKE_CONN_ID": "",
+}
+
+
+@pass_context
+def var_or_env(context: Context, name: str, kind: str = "text") -> Any:
+    """Template macro: the Variable ``name``, else the environment variable, else its default (None when
+    all are empty). Runs when a task renders its arguments, never at parse time. A value holding a
+    template is rendered with the task's context; ``kind="json"`` parses it."""
+    value = Variable.get(name, default=os.environ.get(name))
+    if value in (None, ""):
+        value = RUN_TIME_DEFAULTS[name]
+    if value == "":
+        return None
+    value = str(value)
+    if "{{" in value or "{%" in value:
+        value = str(context.environment.from_string(value).render(context.get_all()))
+    return json.loads(value) if kind == "json" else value
+
+
+def run_time(name: str, kind: str = "text") -> str:
+    """The template that reads setting ``name`` when the task runs."""
+    return f"{{{{ var_or_env({name!r}, {kind!r}) }}}}"
 
 
 def schedule_from(setting_value: str, lake_path: str) -> Any:
@@ -80,9 +134,10 @@ def schedule_from(setting_value: str, lake_path: str) -> Any:
     return setting_value
 
 
-LAKE_PATH = setting("OMNISEND_LAKE_PATH", "file:///opt/airflow/lake/CustomerInsights_demo/OmnisendExport")
+LAKE_PATH = setting("OMNISEND_LAKE_PATH", RUN_TIME_DEFAULTS["OMNISEND_LAKE_PATH"])  # the Asset's URI
 SEGMENTS = json.loads(setting("OMNISEND_SEGMENTS", '["HighValueCustomers"]'))
 DEFERRABLE = as_bool(setting("OMNISEND_DEFERRABLE", "true"))
+POOL = setting("OMNISEND_POOL", "default_pool")
 POOL_SLOTS = max(1, int(setting("OMNISEND_POOL_SLOTS", "2")))
 
 with DAG(
@@ -110,6 +165,7 @@ with DAG(
                       description="mirror also removes the segment tag from contacts who left."),
     },
     render_template_as_native_obj=True,
+    user_defined_macros={"var_or_env": var_or_env},
 ) as dag:
 
     @task
@@ -120,12 +176,12 @@ with DAG(
     def export_segment(segment: str) -> Any:
         ready = OmnisendSegmentExportSensor(
             task_id="wait_for_export",
-            source=LAKE_PATH,
-            source_format=setting("OMNISEND_SOURCE_FORMAT", "auto"),
+            source=run_time("OMNISEND_LAKE_PATH"),
+            source_format=run_time("OMNISEND_SOURCE_FORMAT"),
             segment=segment,
-            lake_conn_id=setting("OMNISEND_LAKE_CONN_ID", "") or None,
-            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
-            state_path=setting("OMNISEND_STATE_PATH", "") or None,
+            lake_conn_id=run_time("OMNISEND_LAKE_CONN_ID"),
+            omnisend_conn_id=run_time("OMNISEND_CONN_ID"),
+            state_path=run_time("OMNISEND_STATE_PATH"),
             deferrable=DEFERRABLE,
             poll_interval=30,
             timeout=int(setting("OMNISEND_SENSOR_TIMEOUT", str(6 * 3600))),
@@ -137,18 +193,19 @@ with DAG(
             task_id="export",
             source=ready.output,
             segment=segment,
-            mapping=json.loads(setting("OMNISEND_MAPPING", json.dumps(CUSTOMER_INSIGHTS_MAPPING))),
-            omnisend_conn_id=setting("OMNISEND_CONN_ID", "omnisend_default"),
-            lake_conn_id=setting("OMNISEND_LAKE_CONN_ID", "") or None,
-            state_path=setting("OMNISEND_STATE_PATH", "") or None,
-            rejects_path=setting("OMNISEND_REJECTS_PATH", "") or None,
-            allow_local_state=as_bool(setting("OMNISEND_ALLOW_LOCAL_STATE", "false")),
+            mapping=run_time("OMNISEND_MAPPING", "json"),
+            omnisend_conn_id=run_time("OMNISEND_CONN_ID"),
+            lake_conn_id=run_time("OMNISEND_LAKE_CONN_ID"),
+            state_path=run_time("OMNISEND_STATE_PATH"),
+            rejects_path=run_time("OMNISEND_REJECTS_PATH"),
+            allow_local_state=run_time("OMNISEND_ALLOW_LOCAL_STATE"),
             dry_run="{{ params.dry_run }}",
             full_refresh="{{ params.full_refresh }}",
             max_profiles="{{ params.max_profiles }}",
             mode="{{ params.mode }}",
             rate_share=POOL_SLOTS,
             pool=POOL,
+            max_active_tis_per_dag=POOL_SLOTS,
         )
         ready >> exported
         return exported.output

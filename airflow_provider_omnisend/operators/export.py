@@ -111,6 +111,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "omnisend_conn_id", "lake_conn_id",
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
         "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share", "force",
+        "allow_local_state",
     )
     template_fields_renderers = {
         "mapping": "json", "custom_properties": "json", "custom_property_types": "json",

@@ -50,7 +50,6 @@ AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "omnisend_segment_export"
 EXPORT_TASK = "segment.export"
 ADMIN_USER = "admin"
-POOL = "omnisend_api"
 
 
 class RunFailed(AssertionError):
@@ -125,11 +124,12 @@ def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
 
 
 def prepare_airflow_home(env: Mapping[str, str], logs: Path, *, pool_slots: int = 2) -> None:
-    """``airflow db migrate`` and the ``omnisend_api`` pool, as scripts/demo.sh does."""
-    for name, args, timeout in (
-        ("db-migrate", ["db", "migrate"], 300),
-        ("pools-set", ["pools", "set", POOL, str(pool_slots), "Omnisend exports at once per brand"], 120),
-    ):
+    """``airflow db migrate``, and the pool ``OMNISEND_POOL`` names, if any (the DAG needs none)."""
+    steps: list[tuple[str, list[str], float]] = [("db-migrate", ["db", "migrate"], 300)]
+    if env.get("OMNISEND_POOL"):
+        steps.append(("pools-set", ["pools", "set", env["OMNISEND_POOL"], str(pool_slots),
+                                    "Omnisend exports at once per brand"], 120))
+    for name, args, timeout in steps:
         rc = run_airflow(args, env, logs / f"{name}.log", timeout=timeout)
         if rc != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({rc})\n{log_tail(logs / f'{name}.log')}")
@@ -141,8 +141,9 @@ class AirflowCluster:
     """api-server, scheduler, dag-processor and triggerer (and Celery workers), plus a REST client.
 
     ``lake_root`` is copied to ``root/lake`` (and again by :meth:`reset`); the DAG reads the export folder
-    ``root/lake/<export_subdir>``. ``pool_slots`` sizes the ``omnisend_api`` pool and divides the
-    connection's budget between the exports running at once; ``parallelism`` bounds the executor.
+    ``root/lake/<export_subdir>``. ``pool_slots`` caps the exports running at once (and sizes the pool
+    ``env`` may name in ``OMNISEND_POOL``) and divides the connection's budget between them;
+    ``parallelism`` bounds the executor.
     ``env`` adds or overrides environment variables of every Airflow process. With
     ``executor="celery"``, ``workers`` Celery workers run ``worker_concurrency`` tasks each; the broker
     is ``redis_url`` (a server the caller may restart) or the Redis that ``services`` finds or starts.

@@ -108,6 +108,32 @@ def test_single_segment_run_from_params(airflow_cluster: AirflowCluster) -> None
                           expected_contacts(airflow_cluster.export_dir, ["NewsletterFans"]))
 
 
+def test_a_variable_changed_after_parsing_applies_to_the_next_run_and_no_pool_is_needed(
+        airflow_cluster: AirflowCluster, tmp_path: Path) -> None:
+    """The DAG reads its settings when the tasks run: a Variable set (then changed) after the DAG was
+    parsed applies to the very next run. Nobody created a pool, and the exports still run."""
+    pools = [p["name"] for p in airflow_cluster.api("GET", "pools")["pools"]]
+    assert pools == ["default_pool"], pools
+    key = "OMNISEND_REJECTS_PATH"
+    try:
+        for n, label in enumerate(("first", "second")):
+            value = str(tmp_path / label / "{{ ti.map_index }}.parquet")  # a template, rendered per task
+            if n == 0:
+                airflow_cluster.api("POST", "variables", json={"key": key, "value": value}, expect=201)
+            else:
+                airflow_cluster.api("PATCH", f"variables/{key}", json={"key": key, "value": value})
+            conf = {"segments": ["HighValueCustomers"], "dry_run": True}
+            run_id = airflow_cluster.trigger(conf)["dag_run_id"]
+            airflow_cluster.wait_run(run_id, timeout=180)
+            ti = airflow_cluster.task_instance(run_id, "segment.export", 0)
+            assert ti is not None and ti["pool"] == "default_pool"
+            summary = airflow_cluster.xcom(ti)
+            assert summary["rejected"] > 0 and summary["rejects_path"] == str(tmp_path / label / "0.parquet")
+            assert (tmp_path / label / "0.parquet").is_file()
+    finally:
+        airflow_cluster.api("DELETE", f"variables/{key}", expect=(204, 404))
+
+
 # -------------------------------------------------------------------------------------------- browser
 
 @pytest.fixture(scope="module")
