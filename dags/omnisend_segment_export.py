@@ -163,6 +163,10 @@ with DAG(
                               description="Fail before sending when a segment has more valid profiles."),
         "mode": Param("upsert", type="string", enum=["upsert", "mirror"],
                       description="mirror also removes the segment tag from contacts who left."),
+        "mirror_scope": Param("snapshot", type="string", enum=["snapshot", "tag"],
+                              description="mirror: snapshot untags who left since the last run, by e-mail; "
+                                          "tag lists every holder of the tag and untags who is not in "
+                                          "the export (also contacts tagged outside this product)."),
     },
     render_template_as_native_obj=True,
     user_defined_macros={"var_or_env": var_or_env},
@@ -203,6 +207,7 @@ with DAG(
             full_refresh="{{ params.full_refresh }}",
             max_profiles="{{ params.max_profiles }}",
             mode="{{ params.mode }}",
+            mirror_scope="{{ params.mirror_scope }}",
             rate_share=POOL_SLOTS,
             pool=POOL,
             max_active_tis_per_dag=POOL_SLOTS,

@@ -89,6 +89,10 @@ class OmnisendExportSegmentOperator(BaseOperator):
         given as a URL: the operator then skips an export its watermark already names unless forced
         (with the sensor's output, the sensor's own ``force`` decides).
     :param mode: ``upsert`` (default) or ``mirror`` (also remove the segment tag from who left).
+    :param mirror_scope: who loses the tag in ``mirror`` mode. ``snapshot`` (default): who left since the
+        last run, untagged by e-mail from the e-mails sealed in the state (⌈leavers / 250⌉ calls, no
+        listing). ``tag``: every holder of the tag is listed (⌈holders / 250⌉ GETs) and whoever is not in
+        this export loses it, including contacts tagged outside this product.
     :param max_profiles: fail before sending when the export holds more valid profiles.
     :param max_reject_ratio: fail when rejected ÷ rows read is above this (default 0.05).
     :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension).
@@ -109,7 +113,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "segment_tag", "email_status", "sms_status", "on_invalid_field", "default_phone_region",
         "status_changed_at", "consent",
         "omnisend_conn_id", "lake_conn_id",
-        "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "max_profiles",
+        "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "mirror_scope",
+        "max_profiles",
         "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share", "force",
         "allow_local_state",
     )
@@ -147,6 +152,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         full_refresh: bool = False,
         force: bool = False,
         mode: str = "upsert",
+        mirror_scope: str = "snapshot",
         max_profiles: int | None = DEFAULT_MAX_PROFILES,
         max_reject_ratio: float = 0.05,
         rejects_path: str | None = None,
@@ -182,6 +188,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.full_refresh = full_refresh
         self.force = force
         self.mode = mode
+        self.mirror_scope = mirror_scope
         self.max_profiles = max_profiles
         self.max_reject_ratio = max_reject_ratio
         self.rejects_path = rejects_path
@@ -219,6 +226,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 segment=self.segment, segment_tag=spec.segment_tag, max_profiles=_opt_int(self.max_profiles),
                 max_reject_ratio=float(self.max_reject_ratio), incremental=flags["incremental"],
                 full_refresh=flags["full_refresh"], mode=str(self.mode), dry_run=dry_run,
+                mirror_scope=str(self.mirror_scope),
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
             _check_mode_supported(options, settings.version)

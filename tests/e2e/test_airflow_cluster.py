@@ -287,7 +287,7 @@ def test_trigger_form_with_params_starts_a_run(ui, airflow_cluster: AirflowClust
     sent = response.request.post_data_json
     assert sent["conf"] == {"segments": ["NewsletterFans", "HighValueCustomers"], "dry_run": True,
                             "full_refresh": False, "force": False, "max_profiles": 1_000_000,
-                            "mode": "upsert"}
+                            "mode": "upsert", "mirror_scope": "snapshot"}
     run_id = response.json()["dag_run_id"]
 
     # The UI opens the new run; its task instances appear as the scheduler creates them.
