@@ -398,18 +398,24 @@ class AirflowCluster:
                 f"xcomEntries/{key}")
         return self.api("GET", path, params={"map_index": ti["map_index"], "deserialize": "true"})["value"]
 
-    def task_log(self, ti: dict[str, Any], lines: int = 25, try_number: int | None = None) -> str:
-        """The last lines of a task instance's log (through the REST API), errors with their exception."""
+    def log_entries(self, ti: dict[str, Any], try_number: int | None = None) -> list[Any] | None:
+        """A task instance's structured log entries (through the REST API), or None when it has none."""
         number = try_number or max(1, ti["try_number"])
         resp = self.session.get(
             f"{self.base_url}/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
             f"{ti['task_id']}/logs/{number}",
             params={"map_index": ti["map_index"], "full_content": "true"},
             headers={"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}, timeout=30)
-        if not resp.ok:
-            return f"(no log: {resp.status_code})"
+        return resp.json().get("content", []) if resp.ok else None
+
+    def task_log(self, ti: dict[str, Any], lines: int = 25, try_number: int | None = None) -> str:
+        """The last lines of a task instance's log (through the REST API), errors with their exception."""
+        number = try_number or max(1, ti["try_number"])
+        entries = self.log_entries(ti, number)
+        if entries is None:
+            return "(no log)"
         out = []
-        for entry in resp.json().get("content", []):
+        for entry in entries:
             if not isinstance(entry, dict):
                 out.append(str(entry))
                 continue
@@ -448,6 +454,21 @@ class AirflowCluster:
             logs = "\n".join(self.task_log(t) for t in tis if t["state"] in bad_states | {"up_for_retry"})
             raise RunFailed(f"run {run_id} did not succeed (run {run['state']}), tasks {states}\n{logs}")
         return run
+
+    def wait_finished(self, run_id: str, *, timeout: float, dag_id: str = DAG_ID) -> dict[str, Any]:
+        """Wait until the run ends, successfully or not; return it (for runs expected to fail)."""
+        return self.wait_until(lambda: (run := self.dag_run(run_id, dag_id))["state"] in {"success", "failed"}
+                               and run, timeout=timeout, what=f"run {run_id} to end", interval=2)
+
+    def set_variable(self, key: str, value: str | None) -> None:
+        """Set an Airflow Variable (the example DAG reads its settings from them first); None deletes it."""
+        if value is None:
+            self.api("DELETE", f"variables/{key}", expect=(204, 404))
+        elif self.session.get(f"{self.base_url}/api/v2/variables/{key}", timeout=30,
+                              headers={"Authorization": f"Bearer {self.token()}"}).ok:
+            self.api("PATCH", f"variables/{key}", json={"key": key, "value": value})
+        else:
+            self.api("POST", "variables", json={"key": key, "value": value}, expect=(200, 201))
 
     def task_process(self, ti_id: str) -> psutil.Process | None:
         """The process running a task instance's code (the task runner, titled ``airflow worker -- <id>``),

@@ -1,0 +1,220 @@
+"""Runs over the same export in a real Airflow: on demand, after a failure, on a day without a new export.
+
+Issue #16 items 1-3 as the scheduler sees them (the ``airflow dags test`` of ``tests/e2e`` only covers
+``force``, and ``test_reliability_bad_inputs`` the reject-ratio watermark without Airflow):
+
+* after a run exported an export, a run with ``force`` exports it again (the diff sends nothing) and one
+  with ``full_refresh`` sends every contact again, instead of waiting for a new export;
+* an export failing the reject-ratio check is marked handled: the next run does not fire it again, a
+  forced run does;
+* a run with no new export ends with the sensor *skipped* (not failed) after the configured timeout,
+  saying why; ``OMNISEND_SKIP_NO_EXPORT=false`` makes it a failure.
+
+One real Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor on SQLite) runs the
+example DAG against the emulator, with ``retries=0`` and a short sensor timeout, over one CDM export with
+several segments: ``Small`` and ``Dirty`` (2,000 rows each, a quarter of ``Dirty``'s e-mails broken),
+``Pending`` (listed in model.json, no partition written yet).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from airflow_provider_omnisend.lake.watermark import watermark_key
+from airflow_provider_omnisend.testing.airflow_cluster import EXPORT_TASK, AirflowCluster
+from airflow_provider_omnisend.testing.emulator import EmulatorServer
+from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export
+from airflow_provider_omnisend.testing.sample_data import COLUMNS, synthetic_profiles
+from tests.reliability.helpers import expected_state, posts, read_rejects, verify_export
+from tests.support import omnisend_conn_uri
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+API_KEY = "reruns-key-81c3a"
+TIME_SCALE = 0.05  # an emulated minute lasts 3 s
+REQUESTS_PER_MINUTE = 120
+ITEMS_PER_BATCH = 100
+SENSOR = "segment.wait_for_export"
+#: seconds the export-ready sensor waits for a new export (OMNISEND_SENSOR_TIMEOUT)
+SENSOR_TIMEOUT = 10
+#: what the scheduler adds on top before the deferred sensor is resumed to give up (a loaded machine)
+GIVE_UP_SLACK = 120
+RUN_TIMEOUT = 240
+REFRESH = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+
+SMALL, DIRTY, PENDING = "Small", "Dirty", "Pending"
+TABLES = {
+    SMALL: synthetic_profiles(2_000, seed=5, start=100_000),
+    DIRTY: synthetic_profiles(2_000, seed=6, start=200_000, invalid_fraction=0.25),
+}
+NO_NEW_EXPORT = "No new complete export appeared in time"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+    root = tmp_path_factory.mktemp("airflow-reruns")
+    lake_root = root / "lake-source"
+    export_dir = write_cdm_export(lake_root, entity=SMALL, columns=COLUMNS, rows=TABLES[SMALL], partitions=2,
+                                  refresh_times=(REFRESH,), more_entities={DIRTY: TABLES[DIRTY]},
+                                  extra_entities=(PENDING,))
+    with EmulatorServer(api_key=API_KEY, time_scale=TIME_SCALE, log_dir=root / "emulator") as emu:
+        conn = omnisend_conn_uri(emu.api_url, api_key=API_KEY, window_seconds=60 * TIME_SCALE,
+                                 requests_per_minute=REQUESTS_PER_MINUTE)
+        airflow = AirflowCluster(
+            root / "cluster", emu, conn_uri=conn, lake_root=lake_root,
+            export_subdir=export_dir.relative_to(lake_root), segments=[SMALL], pool_slots=1,
+            env={"OMNISEND_RETRIES": "0", "OMNISEND_SENSOR_TIMEOUT": str(SENSOR_TIMEOUT),
+                 # the scheduler notices a deferred sensor's timeout within 2 s (default 15)
+                 "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2"})
+        with airflow:
+            yield airflow
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(cluster: AirflowCluster) -> AirflowCluster:
+    cluster.reset()
+    return cluster
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def run(cluster: AirflowCluster, **conf: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Trigger a run of one segment with ``conf`` and wait until it ends; (run, {task_id: ti})."""
+    run_id = cluster.trigger(conf)["dag_run_id"]
+    finished = cluster.wait_finished(run_id, timeout=RUN_TIMEOUT)
+    tis = {t["task_id"]: t for t in cluster.task_instances(run_id) if t["map_index"] in (-1, 0)}
+    return finished, tis
+
+
+def states(tis: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {task: ti["state"] for task, ti in tis.items()}
+
+
+def log_text(cluster: AirflowCluster, ti: dict[str, Any]) -> str:
+    """Every field of every log entry (a skip's reason is a field of its entry, not its event)."""
+    return json.dumps(cluster.log_entries(ti) or [])
+
+
+def wall_seconds(ti: dict[str, Any]) -> float:
+    start, end = (datetime.fromisoformat(ti[k]) for k in ("start_date", "end_date"))
+    return (end - start).total_seconds()
+
+
+def assert_gave_up(cluster: AirflowCluster, sensor: dict[str, Any], segment: str, state: str) -> float:
+    """The export-ready sensor waited the configured timeout (not 6 h), then ended in ``state`` saying why;
+    returns how long it waited."""
+    assert sensor["state"] == state, sensor
+    waited = wall_seconds(sensor)
+    assert SENSOR_TIMEOUT <= waited <= SENSOR_TIMEOUT + GIVE_UP_SLACK, waited
+    log = log_text(cluster, sensor)
+    assert NO_NEW_EXPORT in log and repr(segment) in log and "force=true" in log, log[-3000:]
+    return waited
+
+
+def export_summary(cluster: AirflowCluster, tis: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return cluster.xcom(tis[EXPORT_TASK])
+
+
+def watermark(cluster: AirflowCluster, segment: str) -> dict[str, Any]:
+    path = cluster.state_dir / f"{watermark_key('omnisend_default', segment)}.json"
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------- on demand
+
+def test_force_and_full_refresh_export_an_exported_export_again(cluster: AirflowCluster, figures) -> None:
+    expected = expected_state(TABLES[SMALL], tag=f"segment: {SMALL}")
+    chunks = math.ceil(len(expected.contacts) / ITEMS_PER_BATCH)
+
+    first, tis = run(cluster, segments=[SMALL])
+    assert first["state"] == "success", states(tis)
+    exported = export_summary(cluster, tis)
+    assert exported["sent"] == len(expected.contacts)
+    assert posts(cluster.emulator.wait_batches_done()) == chunks
+
+    # Without force nothing is new: the sensor gives up after its timeout and skips the export.
+    again, tis = run(cluster, segments=[SMALL])
+    assert again["state"] == "success" and states(tis)[EXPORT_TASK] == "skipped", states(tis)
+    waited = assert_gave_up(cluster, tis[SENSOR], SMALL, "skipped")
+    assert posts(cluster.emulator.state()) == chunks
+
+    # force: the same export at once, exported again; the snapshot diff leaves nothing to send.
+    forced, tis = run(cluster, segments=[SMALL], force=True)
+    assert forced["state"] == "success", states(tis)
+    assert "force: exported again" in log_text(cluster, tis[SENSOR])
+    assert wall_seconds(tis[SENSOR]) < SENSOR_TIMEOUT, "the forced sensor waited"
+    summary = export_summary(cluster, tis)
+    assert summary["export_id"] == exported["export_id"]
+    assert summary["unchanged"] == len(expected.contacts) and summary["sent"] == 0, summary
+    assert posts(cluster.emulator.state()) == chunks
+
+    # full_refresh (implies force): every contact is sent again.
+    refreshed, tis = run(cluster, segments=[SMALL], full_refresh=True)
+    assert refreshed["state"] == "success", states(tis)
+    summary = export_summary(cluster, tis)
+    assert summary["export_id"] == exported["export_id"] and summary["sent"] == len(expected.contacts)
+    state = cluster.emulator.wait_batches_done()
+    assert posts(state) == 2 * chunks
+    verdict = verify_export(cluster.emulator.contacts(), read_rejects(summary["rejects_path"]), expected)
+    assert not verdict.problems() and verdict.rows_lost == 0, verdict.problems()
+    assert state["responses_429"] == 0 and state["welcome_messages"] == 0, state
+    figures(batches=chunks, unforced_sensor_skipped_after_s=waited, forced_batches=0,
+            full_refresh_batches=chunks)
+
+
+# --------------------------------------------------------------------------------- too many rejects
+
+def test_a_failed_reject_ratio_is_handled_and_only_force_runs_it_again(cluster: AirflowCluster,
+                                                                       figures) -> None:
+    expected = expected_state(TABLES[DIRTY], tag=f"segment: {DIRTY}")
+    assert len(expected.invalid) / expected.rows > 0.05  # above the operator's max_reject_ratio
+
+    failed, tis = run(cluster, segments=[DIRTY])
+    assert failed["state"] == "failed" and states(tis)[EXPORT_TASK] == "failed", states(tis)
+    assert [t["try_number"] for t in cluster.tries(failed["dag_run_id"], EXPORT_TASK, 0)] == [1]
+    log = log_text(cluster, tis[EXPORT_TASK])
+    assert "max_reject_ratio" in log and "marked as handled" in log and "force=true" in log, log[-3000:]
+    mark = watermark(cluster, DIRTY)
+    assert "max_reject_ratio" in mark["failure"], mark
+    # The valid rows were sent and confirmed; every other row is in the rejects file with its reason.
+    sent = posts(cluster.emulator.wait_batches_done())
+    rejects = max((cluster.home / "omnisend_runs").rglob("rejects.parquet"), key=lambda p: p.stat().st_mtime)
+    verdict = verify_export(cluster.emulator.contacts(), read_rejects(rejects), expected)
+    assert not verdict.problems() and verdict.rows_lost == 0, verdict.problems()
+
+    # The next run does not fire it again: nothing new, the sensor skips.
+    again, tis = run(cluster, segments=[DIRTY])
+    assert again["state"] == "success" and states(tis)[EXPORT_TASK] == "skipped", states(tis)
+    waited = assert_gave_up(cluster, tis[SENSOR], DIRTY, "skipped")
+    assert watermark(cluster, DIRTY) == mark
+
+    # force runs it again (the same data fails the same check, and the diff sends nothing new).
+    forced, tis = run(cluster, segments=[DIRTY], force=True)
+    assert forced["state"] == "failed"
+    assert states(tis)[SENSOR] == "success" and states(tis)[EXPORT_TASK] == "failed", states(tis)
+    assert "marked as handled" in log_text(cluster, tis[EXPORT_TASK])
+    assert watermark(cluster, DIRTY)["written_at"] > mark["written_at"]
+    assert posts(cluster.emulator.state()) == sent
+    figures(rows=expected.rows, rejected=len(expected.invalid) + len(expected.duplicates),
+            unforced_sensor_skipped_after_s=waited)
+
+
+# ------------------------------------------------------------------------------ no new export today
+
+def test_no_new_export_fails_the_sensor_when_skip_is_turned_off(cluster: AirflowCluster, figures) -> None:
+    """The default (a skip) is shown by the two tests above; here OMNISEND_SKIP_NO_EXPORT=false."""
+    cluster.set_variable("OMNISEND_SKIP_NO_EXPORT", "false")
+    try:
+        failed, tis = run(cluster, segments=[PENDING])
+    finally:
+        cluster.set_variable("OMNISEND_SKIP_NO_EXPORT", None)
+    assert failed["state"] == "failed", states(tis)
+    assert states(tis)[EXPORT_TASK] == "upstream_failed", states(tis)
+    figures(sensor_failed_after_s=assert_gave_up(cluster, tis[SENSOR], PENDING, "failed"))
+    assert cluster.emulator.state()["requests"] == {}
