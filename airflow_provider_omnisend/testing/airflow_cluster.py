@@ -208,6 +208,8 @@ class AirflowCluster:
             AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
+            # Parsing the example DAG takes ~2 s, but far longer on a loaded CI machine: not an import error.
+            AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="180",
             **dict(env or {}),
         )
 
