@@ -22,7 +22,7 @@ from typing import Literal
 import orjson
 
 from airflow_provider_omnisend.export.phones import SUPPORTED_REGIONS
-from airflow_provider_omnisend.export.typed import PROPERTY_TYPES
+from airflow_provider_omnisend.export.typed import PROPERTY_TYPES, is_property_type
 
 FieldKind = Literal["email", "phone", "text", "country_code", "gender", "birthdate", "timestamp"]
 
@@ -207,6 +207,11 @@ class MappingSpec:
         elif custom_property_types is not None:
             declared = custom_property_types  # reported as a problem below
         types = _property_types(declared, [name for name, _ in props], problems)
+        others = [("email_status", email_status), ("sms_status", sms_status),
+                  ("status_changed_at", status_changed_at)]
+        if isinstance(consent, Mapping):
+            others += [(f"consent {member!r}", source) for member, source in consent.items()]
+        problems.extend(_list_column_problems(source_types, fields, props, types, others))
         changed_at = _source(status_changed_at, "status_changed_at", problems)
         if changed_at is not None and email_status is None and sms_status is None:
             problems.append(
@@ -361,11 +366,39 @@ def _property_types(
                 f"custom_property_types names {name!r}, which is not a mapped custom property; mapped are "
                 f"{_quoted(properties)}"
             )
-        elif kind not in PROPERTY_TYPES:
-            problems.append(f"custom property {name!r} type {kind!r} is not one of {_quoted(PROPERTY_TYPES)}")
+        elif not is_property_type(kind):
+            problems.append(
+                f"custom property {name!r} type {kind!r} is not one of {_quoted(PROPERTY_TYPES)} (or "
+                "'list:' followed by one delimiter character, e.g. 'list:|')")
         elif kind != "string":
             declared.append((name, kind))
     return tuple(declared)
+
+
+def _list_column_problems(
+    source_types: Mapping[str, str] | None,
+    fields: Sequence[tuple[str, str]],
+    props: Sequence[tuple[str, str]],
+    types: Sequence[tuple[str, str]],
+    others: Sequence[tuple[str, object]],
+) -> list[str]:
+    """A column the source declares as a list can only feed a custom property sent as a list."""
+    lists = {column for column, kind in (source_types or {}).items() if kind == "list"}
+    if not lists:
+        return []
+    declared = dict(types)
+    users = [f"field {name!r}" for name, column in fields if column in lists]
+    users += [f"custom property {name!r} (declared {declared.get(name, 'string')!r})"
+              for name, column in props if column in lists and not declared.get(name, "").startswith("list")]
+    for what, value in others:
+        column = value.get("column") if isinstance(value, Mapping) else value
+        if column in lists:
+            users.append(what)
+    if not users:
+        return []
+    return [f"{', '.join(users)} use(s) a column holding lists (an array in the lake); a list can only "
+            "be sent as a custom property of type 'list' (the default for such a column): map it under "
+            "custom_properties without another type, or map another column"]
 
 
 def _source(

@@ -26,7 +26,9 @@ Reason codes:
                        part over 64 characters
 ``invalid_phone``      not E.164 (``+`` then 7 to 15 digits) after removing spaces, dashes, dots,
                        (), nor a valid national number of the row's country or default_phone_region
-``too_long``           a text field or custom property is longer than its limit (see mapping.py)
+``too_long``           a text field or custom property is longer than its limit (see mapping.py), or
+                       a list property has an item longer than 255 characters (see lists.py)
+``too_many_items``     a list property has more than 100 items (see lists.py)
 ``invalid_country``    a countryCode value that is no ISO alpha-2/alpha-3/numeric code nor a country name
                        (English or one of countries.LANGUAGES) of exactly one country
 ``invalid_gender``     not m, f, male or female (any case)
@@ -61,6 +63,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_omnisend.export.countries import to_alpha2
+from airflow_provider_omnisend.export.lists import (
+    MAX_ITEM_LENGTH,
+    MAX_LIST_ITEMS,
+    clean_lists,
+    has_long_item,
+    is_list,
+    json_arrays,
+    split_text,
+    too_many_items,
+)
 from airflow_provider_omnisend.export.mapping import (
     CONSENT_MAX_LENGTH,
     CUSTOM_PROPERTY_MAX_LENGTH,
@@ -78,19 +90,13 @@ from airflow_provider_omnisend.export.mapping import (
 from airflow_provider_omnisend.export.phones import national_to_e164
 from airflow_provider_omnisend.export.rejects import FIELD_DROPPED, make_rejects_table, source_values
 from airflow_provider_omnisend.export.text import (
-    as_utf8,
     ascii_lower,
     byte_layout,
-    empty_to_null,
-    has_control_chars,
+    clean_text,
     remove_ascii,
-    trim,
     with_validity,
 )
-from airflow_provider_omnisend.export.typed import TYPE_EXAMPLES, cast_property
-
-_LINE_BREAKS = r"[\t\n\r\v\f\x{85}]+"
-_CONTROLS = r"\p{Cc}"
+from airflow_provider_omnisend.export.typed import TYPE_EXAMPLES, base_type, cast_property, list_delimiter
 
 # Dot-atom local part (RFC 5322 atext; no quoted strings, no leading/trailing/double dots), then at
 # least two DNS labels (letters, digits, inner hyphens, 1..63 chars) ending in a letter-only TLD of two
@@ -155,15 +161,6 @@ class _Check:
     row_level: bool = False
 
 
-def clean_text(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
-    """Strip control characters, trim white space, turn empty strings into null."""
-    values = as_utf8(values)
-    if has_control_chars(values):
-        values = pc.replace_substring_regex(values, _LINE_BREAKS, " ")
-        values = pc.replace_substring_regex(values, _CONTROLS, "")
-    return empty_to_null(trim(values))
-
-
 def normalize_batch(
     batch: pa.RecordBatch | pa.Table, spec: MappingSpec, *, row_offset: int
 ) -> NormalizedBatch:
@@ -175,7 +172,7 @@ def normalize_batch(
             f"{', '.join(map(repr, batch.schema.names))}. Fix the mapping or read these columns."
         )
     n = batch.num_rows
-    cleaned = {column: clean_text(batch.column(column)) for column in spec.source_columns}
+    cleaned = {column: _clean(batch.column(column), column, spec) for column in spec.source_columns}
     slots: dict[str, pa.Array] = {}
     checks: list[_Check] = []
     regions = _phone_regions(spec, cleaned)
@@ -282,6 +279,29 @@ def _undated_statuses(
             sent &= _present(slots["phone"])
         checks.append(_Check("invalid_status_changed_at", undated & sent, detail, slot=slot))
     return checks
+
+
+def _clean(values: pa.Array | pa.ChunkedArray, column: str, spec: MappingSpec) -> pa.Array:
+    """``clean_text``; a list column's items cleaned (lists.py), if only list properties use it."""
+    if not is_list(values):
+        return clean_text(values)
+    misused = [f"custom property {name!r}" for name, source in spec.custom_properties
+               if source == column and base_type(spec.property_type(name)) != "list"]
+    misused += [f"field {name!r}" for name, source in spec.fields if source == column]
+    if any(source.column == column for source in _status_and_consent_sources(spec)):
+        misused.append("a status, status date or consent member")
+    if misused:
+        raise MappingError(
+            f"column {column!r} holds lists, which can only be sent as an array custom property; "
+            f"{', '.join(misused)} use(s) it. Map it under custom_properties with the type 'list' in "
+            "custom_property_types (the operator declares it from the source schema), or map another column."
+        )
+    return clean_lists(values)
+
+
+def _status_and_consent_sources(spec: MappingSpec) -> list[Source]:
+    sources = [spec.email_status, spec.sms_status, spec.status_changed_at, *(s for _, s in spec.consent)]
+    return [source for source in sources if source is not None]
 
 
 def _sourced(source: Source, cleaned: dict[str, pa.StringArray], n: int) -> tuple[pa.StringArray, str]:
@@ -454,11 +474,32 @@ def _custom_property(
     values: pa.StringArray, name: str, column: str, kind: str
 ) -> tuple[pa.Array, list[_Check]]:
     label = f'custom property {name!r} (column "{column}")'
+    if base_type(kind) == "list":
+        return _list_property(values, label, list_delimiter(kind))
     if kind == "string":
         return values, _length_checks(values, label, CUSTOM_PROPERTY_MAX_LENGTH)
     converted, ok = cast_property(values, kind)
     detail = f"{label} is not a {kind} ({TYPE_EXAMPLES[kind]})"
     return _converted(values, converted, ok, "invalid_property", detail)
+
+
+def _list_property(values: pa.Array, label: str, delimiter: str) -> tuple[pa.Array, list[_Check]]:
+    """A list column, or a text column split on ``delimiter``, as JSON array text (see lists.py)."""
+    lists = values if is_list(values) else clean_lists(split_text(values, delimiter))
+    counts = too_many_items(lists)
+    checks = []
+    if counts.any():
+        def detail(positions: np.ndarray) -> pa.Array:
+            return pc.binary_join_element_wise(
+                f"{label} has ", pa.array(counts[positions]).cast(pa.string()),
+                f" items; at most {MAX_LIST_ITEMS} are sent", "")
+
+        checks.append(_Check("too_many_items", counts > 0, detail))
+    long = has_long_item(lists)
+    if long.any():
+        checks.append(_Check("too_long", long, f"{label} has an item over {MAX_ITEM_LENGTH} characters; "
+                                               f"at most {MAX_ITEM_LENGTH} per item are sent"))
+    return json_arrays(lists), checks
 
 
 def _converted(

@@ -11,7 +11,8 @@ Item shape (keys in this order; absent values are left out, never sent as ""):
 [,"consent":{...}]}[,{"type":"phone","id":...,"sendWelcomeMessage":false[,"channels":{"sms":{...}}]}]],
 <fields>, "customProperties":{...}, "tags":[...]}``, a channel being ``{"status":...[,"statusChangedAt":
 ...]}``. A channel status is only sent when the user mapped one: sending "nonSubscribed" by default
-could overwrite a real subscription. Custom properties typed number or boolean are JSON literals.
+could overwrite a real subscription. Custom properties typed number, boolean or list are JSON literals
+(a list arrives here as its JSON array text, see lists.py).
 ``sendWelcomeMessage`` is always explicit because the API defaults it to true and a bulk export must
 not mail everyone a welcome.
 
@@ -41,12 +42,11 @@ from airflow_provider_omnisend.export.mapping import (
 from airflow_provider_omnisend.export.text import (
     as_utf8,
     choose_text,
-    contains_byte,
+    json_escape,
     present,
-    value_bytes,
     with_validity,
 )
-from airflow_provider_omnisend.export.typed import UNQUOTED_TYPES
+from airflow_provider_omnisend.export.typed import UNQUOTED_TYPES, base_type
 
 _METHODS = ("POST", "PUT")
 _ENDPOINTS = ("contacts", "products", "events", "categories")
@@ -59,19 +59,6 @@ def _body_prefix(endpoint: str, method: str) -> bytes:
 
 #: Bytes a batch body adds around its items (the largest over every method/endpoint, so plans are safe).
 BODY_OVERHEAD_BYTES = max(len(_body_prefix(e, m)) for e in _ENDPOINTS for m in _METHODS) + len(_ITEMS_SUFFIX)
-
-
-def json_escape(values: pa.Array) -> pa.StringArray:
-    """The JSON string-literal body of each value (without the surrounding quotes)."""
-    values = as_utf8(values)
-    if contains_byte(values, 0x5C):
-        values = pc.replace_substring(values, "\\", "\\\\")
-    if contains_byte(values, 0x22):
-        values = pc.replace_substring(values, '"', '\\"')
-    data = value_bytes(values)
-    for code in np.unique(data[data < 0x20]).tolist():
-        values = pc.replace_substring(values, chr(code), f"\\u{code:04x}")
-    return values
 
 
 def json_literal(value: str) -> str:
@@ -111,7 +98,7 @@ def build_items(table: pa.Table, spec: MappingSpec) -> pa.StringArray:
     if spec.custom_properties:
         row.object(',"customProperties":{', [
             (json_literal(name), _column(table, custom_property_slot(name)),
-             spec.property_type(name) not in UNQUOTED_TYPES)
+             base_type(spec.property_type(name)) not in UNQUOTED_TYPES)
             for name, _ in spec.custom_properties
         ])
     if spec.tags:

@@ -40,6 +40,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from airflow_provider_omnisend.export.files import open_private
+from airflow_provider_omnisend.export.lists import is_list, json_arrays
 from airflow_provider_omnisend.export.text import as_utf8
 
 BASE_FIELDS = (
@@ -111,9 +112,14 @@ def _strings(values: pa.Array | Sequence[str | None] | str | None, n: int) -> pa
 def source_values(
     batch: pa.RecordBatch | pa.Table, source_columns: Sequence[str], positions: np.ndarray
 ) -> pa.Table:
-    """The raw (as read) source values of ``batch`` at ``positions``, as strings, for a rejects table."""
+    """The raw (as read) source values of ``batch`` at ``positions``, as strings, for a rejects table (a
+    list as its JSON array, items as read)."""
     at = pa.array(np.asarray(positions, dtype=np.int64))
-    return pa.table({column: as_utf8(batch.column(column)).take(at) for column in source_columns})
+    return pa.table({column: _as_text(batch.column(column).take(at)) for column in source_columns})
+
+
+def _as_text(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    return json_arrays(values) if is_list(values) else as_utf8(values)
 
 
 _FORMULA_START = r"^[=+\-@\t\r]"

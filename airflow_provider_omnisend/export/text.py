@@ -11,6 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_LINE_BREAKS = r"[\t\n\r\v\f\x{85}]+"
+_CONTROLS = r"\p{Cc}"
+
 
 def as_utf8(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
     """``values`` as one ``string`` array (lake columns can be large_string, dictionary or even numbers)."""
@@ -197,3 +200,25 @@ def choose_text(options: list[str], choice: np.ndarray) -> pa.StringArray:
         ],
         null_count=nulls,
     )
+
+
+def clean_text(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    """Strip control characters, trim white space, turn empty strings into null (see normalize.py)."""
+    values = as_utf8(values)
+    if has_control_chars(values):
+        values = pc.replace_substring_regex(values, _LINE_BREAKS, " ")
+        values = pc.replace_substring_regex(values, _CONTROLS, "")
+    return empty_to_null(trim(values))
+
+
+def json_escape(values: pa.Array) -> pa.StringArray:
+    """The JSON string-literal body of each value (without the surrounding quotes)."""
+    values = as_utf8(values)
+    if contains_byte(values, 0x5C):
+        values = pc.replace_substring(values, "\\", "\\\\")
+    if contains_byte(values, 0x22):
+        values = pc.replace_substring(values, '"', '\\"')
+    data = value_bytes(values)
+    for code in np.unique(data[data < 0x20]).tolist():
+        values = pc.replace_substring(values, chr(code), f"\\u{code:04x}")
+    return values

@@ -1,7 +1,7 @@
 """Typed custom properties: text values cast to JSON numbers, booleans or ISO-8601 dates, vectorised.
 
 Why: Omnisend segments compare custom properties by type ("LTV > 100" needs the number 120.5, not the
-string "120.5"). Values reach the export as text (the lake reader reads every column as text), so a
+string "120.5"). Values reach the export as text (the lake reader reads every flat column as text), so a
 property declared ``number``, ``boolean`` or ``date`` (``custom_property_types``, or the type a CDM
 folder declares for the attribute) is cast here. A value that does not fit its type is reported by the
 caller (a field warning with ``on_invalid_field="drop_field"``), never sent as something else.
@@ -12,6 +12,8 @@ caller (a field warning with ``on_invalid_field="drop_field"``), never sent as s
 - ``date``: ``YYYY-MM-DD``, optionally with a time (``T`` or a space) and a zone. Sent as an ISO-8601
   string with ``T`` between date and time.
 - ``string``: unchanged (the default).
+- ``list`` / ``list:<delimiter>``: a JSON array of strings (see lists.py): a list column as it is, a
+  text column split on ``;`` (or the one-character delimiter given).
 """
 
 from __future__ import annotations
@@ -20,14 +22,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PROPERTY_TYPES: tuple[str, ...] = ("string", "number", "boolean", "date")
+from airflow_provider_omnisend.export.lists import LIST_DELIMITER
+
+PROPERTY_TYPES: tuple[str, ...] = ("string", "number", "boolean", "date", "list")
 TYPE_EXAMPLES = {
     "number": "e.g. 12, -3.5, 12,5 or 1e3",
     "boolean": "true/false, 1/0 or yes/no",
     "date": "YYYY-MM-DD, optionally with a time, e.g. 2024-01-31T12:00:00Z",
 }
 #: Types whose values are JSON literals (sent without quotes).
-UNQUOTED_TYPES = frozenset({"number", "boolean"})
+UNQUOTED_TYPES = frozenset({"number", "boolean", "list"})
+
+
+def base_type(kind: str) -> str:
+    """``list`` for ``list:<delimiter>``, else ``kind``."""
+    return "list" if kind.startswith("list:") else kind
+
+
+def list_delimiter(kind: str) -> str:
+    """What a text column is split on for a ``list`` / ``list:<delimiter>`` property."""
+    return kind[len("list:"):] if kind.startswith("list:") else LIST_DELIMITER
+
+
+def is_property_type(kind: object) -> bool:
+    """One of ``PROPERTY_TYPES``, or ``list:`` followed by one delimiter character."""
+    return isinstance(kind, str) and (kind in PROPERTY_TYPES or (kind.startswith("list:") and len(kind) == 6))
 
 _NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _DECIMAL_COMMA = r"^([+-]?[0-9]+),([0-9]+)$"

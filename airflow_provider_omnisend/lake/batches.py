@@ -1,13 +1,16 @@
-"""Shape record batches the same way whatever the source: requested columns, all strings, bounded size.
+"""Shape record batches the same way whatever the source: requested columns, all text, bounded size.
 
 The export engine downstream only ever sees ``pa.string()`` columns in the order it asked for, so a lake
-that stores a phone number as a double or an e-mail as an int64 does not crash it.
+that stores a phone number as a double or an e-mail as an int64 does not crash it. A list column
+(Parquet/Delta ``list``, ``large_list``, ``fixed_size_list``, list views) becomes ``list<string>``, its
+items read as text the same way: it can only feed an array custom property (export/lists.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,15 +46,26 @@ def _float_to_string(arr: pa.Array) -> pa.Array:
     return pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(as_double, pa.string()))
 
 
-def column_as_string(arr: pa.Array | pa.ChunkedArray, *, name: str, where: str) -> pa.Array:
-    """Cast one column to ``pa.string()`` (vectorised); unsupported nested types raise a LakeError."""
+def is_list_type(typ: pa.DataType) -> bool:
+    """Any Arrow list layout (what Parquet and Delta arrays arrive as)."""
+    return (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
+            or pa.types.is_list_view(typ) or pa.types.is_large_list_view(typ))
+
+
+def column_as_string(
+    arr: pa.Array | pa.ChunkedArray, *, name: str, where: str, lists: bool = True
+) -> pa.Array:
+    """Cast one column to ``pa.string()`` (vectorised), a list column to ``list<string>`` (``lists``);
+    other nested types (structs, maps, lists of lists) raise a LakeError."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     typ = arr.type
     if typ == pa.string():
         return arr
     if pa.types.is_dictionary(typ):
-        return column_as_string(arr.dictionary_decode(), name=name, where=where)
+        return column_as_string(arr.dictionary_decode(), name=name, where=where, lists=lists)
+    if lists and is_list_type(typ):
+        return _list_as_strings(arr, name=name, where=where)
     if pa.types.is_floating(typ):
         return _float_to_string(arr)
     if pa.types.is_null(typ):
@@ -65,10 +79,19 @@ def column_as_string(arr: pa.Array | pa.ChunkedArray, *, name: str, where: str) 
         ) from err
 
 
+def _list_as_strings(arr: pa.Array, *, name: str, where: str) -> pa.ListArray:
+    """A list column as ``list<string>``: the items cast like a flat column, a null list kept null."""
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    items = column_as_string(arr.flatten(), name=f"{name} (its items)", where=where, lists=False)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
+    return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(arr))
+
+
 def as_strings(batch: pa.RecordBatch, columns: Sequence[str], *, where: str) -> pa.RecordBatch:
-    """Project ``batch`` onto ``columns`` (in that order) with every column as ``pa.string()``."""
+    """Project ``batch`` onto ``columns`` (in that order): every column ``pa.string()``, a list column
+    ``list<string>``."""
     arrays = [column_as_string(batch.column(name), name=name, where=where) for name in columns]
-    return pa.RecordBatch.from_arrays(arrays, schema=string_schema(columns))
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
 def string_schema(columns: Sequence[str]) -> pa.Schema:
@@ -92,7 +115,7 @@ def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.R
         pending_rows += batch.num_rows
         if pending_rows < batch_size:
             continue
-        merged = pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+        merged = pending[0] if len(pending) == 1 else _concat(pending)
         offset = 0
         while merged.num_rows - offset >= batch_size:
             yield merged.slice(offset, batch_size)
@@ -101,4 +124,16 @@ def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.R
         pending = [rest] if rest.num_rows else []
         pending_rows = rest.num_rows
     if pending_rows:
-        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+        yield pending[0] if len(pending) == 1 else _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    try:
+        return pa.concat_batches(batches)
+    except pa.ArrowInvalid as err:
+        first = batches[0].schema
+        mixed = sorted({f.name for b in batches for f in b.schema if f.type != first.field(f.name).type})
+        raise LakeError(
+            f"Column(s) {mixed} are lists in some files of the export and text in others; write them with "
+            "one type in every file (or leave them out of the mapping)."
+        ) from err

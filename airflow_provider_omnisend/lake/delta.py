@@ -21,7 +21,7 @@ from airflow_provider_omnisend.lake.errors import (
     PartitionUnreadable,
     safe_reason,
 )
-from airflow_provider_omnisend.lake.export import ResolvedExport
+from airflow_provider_omnisend.lake.export import ResolvedExport, arrow_property_type
 from airflow_provider_omnisend.lake.fs import Location
 
 if TYPE_CHECKING:
@@ -60,10 +60,11 @@ def resolve_delta(source: str, loc: Location, *,
     uri = _table_uri(loc)
     table = open_table(uri, storage_options=storage_options)
     version = int(table.version())
-    columns = tuple(field.name for field in table.schema().fields)
+    schema = pa.schema(table.schema())  # the Arrow C schema deltalake exports
     return ResolvedExport(
-        source=source, format="delta", export_id=f"delta:{version}", files=(), columns=columns,
+        source=source, format="delta", export_id=f"delta:{version}", files=(), columns=tuple(schema.names),
         delta_version=version, refresh_time=_commit_time(table),
+        column_types=tuple((f.name, kind) for f in schema if (kind := arrow_property_type(f.type))),
     )
 
 

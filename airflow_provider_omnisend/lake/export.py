@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from airflow_provider_omnisend.lake.batches import is_list_type
+
 FORMATS = ("cdm", "parquet", "csv", "delta")
 
 
@@ -49,8 +51,9 @@ class ResolvedExport:
     csv: CsvOptions | None = None
     delta_version: int | None = None
     refresh_time: str | None = None
-    #: ``(column, "number"|"boolean"|"date")`` for the columns the source declares typed (CDM
-    #: ``dataType``/``dataFormat``, Parquet schema); the export sends mapped custom properties so typed.
+    #: ``(column, "number"|"boolean"|"date"|"list")`` for the columns the source declares typed (CDM
+    #: ``dataType``/``dataFormat``, Parquet and Delta schemas); the export sends mapped custom properties
+    #: so typed.
     column_types: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -106,7 +109,10 @@ def cdm_property_type(declared: object) -> str | None:
 
 
 def arrow_property_type(typ: pa.DataType) -> str | None:
-    """``number``, ``boolean`` or ``date`` for an Arrow column type; None for text and the rest."""
+    """``number``, ``boolean``, ``date`` or ``list`` for an Arrow column type; None for text and the
+    rest."""
+    if is_list_type(typ):
+        return "list"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return "number"
     if pa.types.is_boolean(typ):

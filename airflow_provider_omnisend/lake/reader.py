@@ -1,4 +1,4 @@
-"""Public entry points: find the newest complete export, then stream it as string record batches.
+"""Public entry points: find the newest complete export, then stream it as text record batches.
 
 ``resolve_export`` is cheap (listings and a manifest read) and is what the sensor polls;
 ``iter_batches`` streams only the requested columns in bounded batches for the export operator.
@@ -137,7 +137,8 @@ def iter_batches(
     storage_options: Options = None,
     filesystem: AbstractFileSystem | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream ``columns`` of ``export`` as batches of at most ``batch_size`` rows, all ``pa.string()``.
+    """Stream ``columns`` of ``export`` as batches of at most ``batch_size`` rows, all ``pa.string()``
+    (a list column ``list<string>``, see batches.py).
 
     Columns are checked now (ColumnNotFound lists the available ones); data is read lazily, one file
     and one block at a time. ``filesystem`` is the authenticated fsspec filesystem of an Airflow

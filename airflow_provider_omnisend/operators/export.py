@@ -65,9 +65,11 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param segment: the segment's name (picks the CDM entity and names the segment tag).
     :param mapping: ``{omnisend_field: source_column}``; ``email`` is required.
     :param custom_properties: ``{omnisend_property: source_column}``.
-    :param custom_property_types: ``{omnisend_property: "number"|"boolean"|"date"|"string"}``: send
-        those properties as JSON numbers, booleans or ISO-8601 dates (default: strings); a value that
-        does not fit is a field warning.
+    :param custom_property_types: ``{omnisend_property: "number"|"boolean"|"date"|"string"|"list"}``:
+        send those properties as JSON numbers, booleans, ISO-8601 dates or arrays of strings (a text
+        column split on ``;``, or on ``x`` with ``"list:x"``; list columns are arrays already)
+        (default: strings, or the type the source declares); a value that does not fit is a field
+        warning.
     :param tags: static tags added to every contact.
     :param segment_tag: the segment tag (default ``segment: <segment>``); ``None`` turns it off.
     :param email_status: / :param sms_status: a channel status column or ``{"constant": "subscribed"}``.

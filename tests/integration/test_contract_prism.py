@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 
@@ -21,6 +22,7 @@ from airflow_provider_omnisend.export.mapping import MappingSpec
 from airflow_provider_omnisend.export.normalize import normalize_batch
 from airflow_provider_omnisend.export.payload import build_items
 from airflow_provider_omnisend.hooks.omnisend import OmnisendHook
+from airflow_provider_omnisend.lake import iter_batches, resolve_export
 from airflow_provider_omnisend.testing.servers import ServerProcess, free_port
 from tests.support import omnisend_conn_uri
 
@@ -148,6 +150,32 @@ def test_payloads_with_every_mapped_feature_conform(prism_mocks, monkeypatch):
     assert items[0]["identifiers"][0]["channels"]["email"]["statusChangedAt"] == "2026-03-01T10:00:00Z"
     contacts, log_c = hook_for(monkeypatch, "prism_typed_contacts", prism_mocks["contacts"].base_url)
     batches, log_b = hook_for(monkeypatch, "prism_typed_batches", prism_mocks["batches"].base_url)
+    for item in items:
+        assert contacts.upsert_contact(item)
+    assert "batchID" in batches.create_batch(items)
+    assert log_c.violations == [] and log_b.violations == []
+
+
+def test_list_properties_read_from_parquet_conform(prism_mocks, monkeypatch, tmp_path):
+    """A Parquet list<string> column (nulls, empty lists, quotes, emoji) and a delimited text column
+    declared "list", read by the lake reader and built as the export builds them: arrays of strings in
+    customProperties pass POST /contacts and POST /batches of the 2026-03-15 spec."""
+    lists = pa.array([["running", None, ' "yoga" '], None, [], ["émoji 🎉", "a\\b"]],
+                     pa.large_list(pa.string()))
+    pq.write_table(pa.table({"E": [f"u{i}@example.com" for i in range(4)], "T": lists,
+                             "S": ["S;M", None, "L", " ; "]}), tmp_path / "part-0.parquet")
+    export = resolve_export(str(tmp_path))
+    spec = MappingSpec.build({"email": "E"}, custom_properties={"interests": "T", "sizes": "S"},
+                             custom_property_types={"sizes": "list"}, segment="VIP",
+                             source_types=dict(export.column_types))
+    batch = next(iter_batches(export, columns=spec.source_columns))
+    result = normalize_batch(batch, spec, row_offset=0)
+    items = [orjson.loads(item) for item in build_items(result.valid, spec).to_pylist()]
+    assert [item.get("customProperties") for item in items] == [
+        {"interests": ["running", '"yoga"'], "sizes": ["S", "M"]}, None, {"sizes": ["L"]},
+        {"interests": ["émoji 🎉", "a\\b"]}]
+    contacts, log_c = hook_for(monkeypatch, "prism_list_contacts", prism_mocks["contacts"].base_url)
+    batches, log_b = hook_for(monkeypatch, "prism_list_batches", prism_mocks["batches"].base_url)
     for item in items:
         assert contacts.upsert_contact(item)
     assert "batchID" in batches.create_batch(items)
