@@ -21,8 +21,10 @@ Configuration, nothing hard-coded. Parsing the DAG file reads no Variable and to
 Environment only (parse time):
 
 ==============================  ==============================================================
-OMNISEND_EXPORT_SCHEDULE        cron expression or preset (default ``@daily``); ``asset`` runs
-                                the DAG when the export location (an Asset) is updated
+OMNISEND_EXPORT_SCHEDULE        cron expression or preset (default ``@daily``); ``asset``: a
+                                run per new complete export (an AssetWatcher on the lake
+                                Asset, see below); ``none``: manual runs only
+OMNISEND_WATCH_INTERVAL         ``asset`` schedule: seconds between looks at the lake (60)
 OMNISEND_SEGMENTS               JSON list of segment names (default for the ``segments`` param)
 OMNISEND_POOL                   an Airflow pool for the exports (default: none, see below)
 OMNISEND_POOL_SLOTS             exports running at once (default 2): the cap on this DAG's
@@ -56,6 +58,13 @@ OMNISEND_CONN_ID                the Omnisend connection (default omnisend_defaul
 OMNISEND_LAKE_CONN_ID           the lake's connection, if it needs credentials
 ==============================  ==============================================================
 
+The ``asset`` schedule: the lake Asset (``OMNISEND_LAKE_PATH``) has an AssetWatcher whose trigger looks
+at the lake in the triggerer and fires once per new complete export of any segment of
+``OMNISEND_SEGMENTS`` (complete and not yet exported, as the sensor decides; never twice for the same
+export). The run it starts exports the segments its event names. The watcher is part of the schedule,
+so it takes the environment's lake path, format, state path and connection ids (parse time), not
+Variables: keep those in the environment when you use it.
+
 The pool: a task in a pool that does not exist is never scheduled, so the DAG needs none by default.
 Its exports run in Airflow's ``default_pool``, at most ``OMNISEND_POOL_SLOTS`` of them at once
 (``max_active_tis_per_dag``). To cap the exports of *several* DAGs to one brand together, create a pool
@@ -70,13 +79,17 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, Variable, task, task_group
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, Variable, task, task_group
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
 from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
+from airflow_provider_omnisend.triggers.new_export import (
+    OmnisendNewExportTrigger,
+    segments_of_event_extras,
+)
 
 CUSTOMER_INSIGHTS_MAPPING = {
     "email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName", "address": "Address1",
@@ -128,10 +141,21 @@ def run_time(name: str, kind: str = "text") -> str:
     return f"{{{{ var_or_env({name!r}, {kind!r}) }}}}"
 
 
-def schedule_from(setting_value: str, lake_path: str) -> Any:
-    if setting_value.strip().lower() == "asset":
-        return [Asset(lake_path)]
-    return setting_value
+def schedule_from(setting_value: str, lake_path: str, segments: list[str]) -> Any:
+    """A cron/preset as given; ``none``: manual runs only; ``asset``: the lake Asset with its watcher."""
+    kind = setting_value.strip().lower()
+    if kind == "none":
+        return None
+    if kind != "asset":
+        return setting_value
+    env = {name: setting(name, default) for name, default in RUN_TIME_DEFAULTS.items()}
+    trigger = OmnisendNewExportTrigger(
+        source=lake_path, segments=segments, omnisend_conn_id=env["OMNISEND_CONN_ID"],
+        state_path=env["OMNISEND_STATE_PATH"] or None, source_format=env["OMNISEND_SOURCE_FORMAT"],
+        lake_conn_id=env["OMNISEND_LAKE_CONN_ID"] or None,
+        poll_interval=float(setting("OMNISEND_WATCH_INTERVAL", "60")),
+    )
+    return [Asset(lake_path, watchers=[AssetWatcher(name="omnisend_new_export", trigger=trigger)])]
 
 
 LAKE_PATH = setting("OMNISEND_LAKE_PATH", RUN_TIME_DEFAULTS["OMNISEND_LAKE_PATH"])  # the Asset's URI
@@ -143,7 +167,7 @@ POOL_SLOTS = max(1, int(setting("OMNISEND_POOL_SLOTS", "2")))
 with DAG(
     dag_id="omnisend_segment_export",
     description="Customer Insights segments -> Omnisend (incremental, confirmed, resumable)",
-    schedule=schedule_from(setting("OMNISEND_EXPORT_SCHEDULE", "@daily"), LAKE_PATH),
+    schedule=schedule_from(setting("OMNISEND_EXPORT_SCHEDULE", "@daily"), LAKE_PATH, SEGMENTS),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -173,8 +197,13 @@ with DAG(
 ) as dag:
 
     @task
-    def segments_to_export(params: dict[str, Any] | None = None) -> list[str]:
-        return list((params or {})["segments"])
+    def segments_to_export(params: dict[str, Any] | None = None,
+                           triggering_asset_events: Any = None) -> list[str]:
+        """The ``segments`` param; in a run the lake watcher started, those of them its event names."""
+        wanted = list((params or {})["segments"])
+        extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
+        announced = segments_of_event_extras(extras)
+        return [s for s in wanted if s in announced] or wanted
 
     @task_group(group_id="segment")
     def export_segment(segment: str) -> Any:

@@ -188,8 +188,6 @@ class AirflowCluster:
         self.env = airflow_env(
             self.home, conn_uri=conn_uri, lake_dir=self.export_dir, state_dir=self.state_dir,
             segments=self.segments, pool_slots=pool_slots, dags_folder=dags_folder,
-            # No automatic runs: only when the export Asset is updated (never, here) or when triggered.
-            OMNISEND_EXPORT_SCHEDULE="asset",
             TMPDIR=str(self.tmp),
             AIRFLOW__CORE__EXECUTOR=self.EXECUTORS[executor],
             AIRFLOW__CORE__PARALLELISM=str(parallelism),
@@ -210,7 +208,8 @@ class AirflowCluster:
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
             # Parsing the example DAG takes ~2 s, but far longer on a loaded CI machine: not an import error.
             AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="180",
-            **dict(env or {}),
+            # No automatic runs, only triggered ones, unless `env` says otherwise (e.g. "asset").
+            **{"OMNISEND_EXPORT_SCHEDULE": "none", **dict(env or {})},
         )
 
     def _copy_lake(self) -> Path:
