@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -179,6 +180,17 @@ class Scale:
     def minutes(self, seconds: float) -> float:
         """Real seconds measured here → emulated (projected real) minutes."""
         return seconds / self.window_s
+
+    def window_floor(self, requests: int, budget: int) -> float:
+        """The least time ``requests`` requests can take under the limiter's own rule, in seconds.
+
+        A request holds its slot from its send until one window after its response, so a slot serves
+        again at the earliest one window plus one round trip (the emulator's latency) after it was
+        taken: the first ``budget`` requests go at once, each next ``budget`` one such cycle later.
+        Contacts ÷ the ceiling (budget × 100 per minute) is not a floor: it charges the first window's
+        burst, which the sliding window lets through at once.
+        """
+        return max(0, math.ceil(requests / budget) - 1) * (self.window_s + self.latency_ms / 1000)
 
 
 @contextmanager

@@ -72,6 +72,23 @@ def test_two_limiters_on_one_store_share_the_budget_and_the_back_off():
         assert clock.now >= before + 3.0
 
 
+def test_a_waiter_is_granted_the_moment_a_slot_leaves_the_window():
+    """No time lost to polling, hand-over or the end of a sharer's export: the k-th request goes out
+    (k // limit) cycles of one window + one round trip after the first (a slot serves again one window
+    after its response), plus k % limit round trips -- the floor the benchmarks divide by."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    big = fake_limiter(store, clock, limit=10, window=1.0, lease_ttl=5.0)
+    small = fake_limiter(store, clock, limit=10, window=1.0, lease_ttl=5.0)
+    rtt, sent = 0.01, []
+    for k in range(45):
+        with (small if k < 14 else big).slot():  # a small export ends mid-window; the big one goes on
+            sent.append(clock.now)
+            clock.now += rtt
+    floor = [(k // 10) * (1.0 + rtt) + (k % 10) * rtt for k in range(45)]
+    assert sent == pytest.approx(floor, abs=0.005)  # polling in window / 10 steps would be 0.1 late
+
+
 def test_a_lease_never_released_expires_after_its_ttl():
     clock = FakeClock()
     store = MemoryStore(clock=clock)
