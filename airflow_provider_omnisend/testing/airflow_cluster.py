@@ -461,16 +461,6 @@ class AirflowCluster:
         return self.wait_until(lambda: (run := self.dag_run(run_id, dag_id))["state"] in {"success", "failed"}
                                and run, timeout=timeout, what=f"run {run_id} to end", interval=2)
 
-    def set_variable(self, key: str, value: str | None) -> None:
-        """Set an Airflow Variable (the example DAG reads its settings from them first); None deletes it."""
-        if value is None:
-            self.api("DELETE", f"variables/{key}", expect=(204, 404))
-        elif self.session.get(f"{self.base_url}/api/v2/variables/{key}", timeout=30,
-                              headers={"Authorization": f"Bearer {self.token()}"}).ok:
-            self.api("PATCH", f"variables/{key}", json={"key": key, "value": value})
-        else:
-            self.api("POST", "variables", json={"key": key, "value": value}, expect=(200, 201))
-
     def task_process(self, ti_id: str) -> psutil.Process | None:
         """The process running a task instance's code (the task runner, titled ``airflow worker -- <id>``),
         below the scheduler's LocalExecutor workers or a Celery worker; None if there is none (yet)."""

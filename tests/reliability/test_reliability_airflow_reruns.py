@@ -22,12 +22,13 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_omnisend.lake.watermark import watermark_key
-from airflow_provider_omnisend.testing.airflow_cluster import EXPORT_TASK, AirflowCluster
+from airflow_provider_omnisend.testing.airflow_cluster import DAG_ID, DAGS_FOLDER, EXPORT_TASK, AirflowCluster
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
 from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export
 from airflow_provider_omnisend.testing.sample_data import COLUMNS, synthetic_profiles
@@ -54,6 +55,21 @@ TABLES = {
     DIRTY: synthetic_profiles(2_000, seed=6, start=200_000, invalid_fraction=0.25),
 }
 NO_NEW_EXPORT = "No new complete export appeared in time"
+#: The example DAG, verbatim but for its id, parsed with OMNISEND_SKIP_NO_EXPORT=false in its environment
+#: (a parse-time setting: the dag-processor and each task process parse the file on their own).
+STRICT_DAG = f"{DAG_ID}_strict"
+
+
+def write_dags_folder(folder: Path) -> Path:
+    source = (DAGS_FOLDER / f"{DAG_ID}.py").read_text(encoding="utf-8")
+    future, dag_id = "from __future__ import annotations\n", f'dag_id="{DAG_ID}"'
+    assert future in source and dag_id in source, "the example DAG changed: adapt the strict copy"
+    strict = source.replace(dag_id, f'dag_id="{STRICT_DAG}"').replace(
+        future, future + 'import os as _os\n\n_os.environ["OMNISEND_SKIP_NO_EXPORT"] = "false"\n', 1)
+    folder.mkdir(parents=True)
+    (folder / f"{DAG_ID}.py").write_text(source, encoding="utf-8")
+    (folder / f"{STRICT_DAG}.py").write_text(strict, encoding="utf-8")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +85,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster
         airflow = AirflowCluster(
             root / "cluster", emu, conn_uri=conn, lake_root=lake_root,
             export_subdir=export_dir.relative_to(lake_root), segments=[SMALL], pool_slots=1,
+            dags_folder=write_dags_folder(root / "dags"),
             env={"OMNISEND_RETRIES": "0", "OMNISEND_SENSOR_TIMEOUT": str(SENSOR_TIMEOUT),
                  # the scheduler notices a deferred sensor's timeout within 2 s (default 15)
                  "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2"})
         with airflow:
+            airflow.wait_for_dag(STRICT_DAG)
+            airflow.unpause(STRICT_DAG)
             yield airflow
 
 
@@ -84,11 +103,12 @@ def clean_slate(cluster: AirflowCluster) -> AirflowCluster:
 
 # ------------------------------------------------------------------------------------------ helpers
 
-def run(cluster: AirflowCluster, **conf: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def run(cluster: AirflowCluster, dag_id: str = DAG_ID, **conf: Any
+        ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Trigger a run of one segment with ``conf`` and wait until it ends; (run, {task_id: ti})."""
-    run_id = cluster.trigger(conf)["dag_run_id"]
-    finished = cluster.wait_finished(run_id, timeout=RUN_TIMEOUT)
-    tis = {t["task_id"]: t for t in cluster.task_instances(run_id) if t["map_index"] in (-1, 0)}
+    run_id = cluster.trigger(conf, dag_id)["dag_run_id"]
+    finished = cluster.wait_finished(run_id, timeout=RUN_TIMEOUT, dag_id=dag_id)
+    tis = {t["task_id"]: t for t in cluster.task_instances(run_id, dag_id) if t["map_index"] in (-1, 0)}
     return finished, tis
 
 
@@ -209,11 +229,7 @@ def test_a_failed_reject_ratio_is_handled_and_only_force_runs_it_again(cluster: 
 
 def test_no_new_export_fails_the_sensor_when_skip_is_turned_off(cluster: AirflowCluster, figures) -> None:
     """The default (a skip) is shown by the two tests above; here OMNISEND_SKIP_NO_EXPORT=false."""
-    cluster.set_variable("OMNISEND_SKIP_NO_EXPORT", "false")
-    try:
-        failed, tis = run(cluster, segments=[PENDING])
-    finally:
-        cluster.set_variable("OMNISEND_SKIP_NO_EXPORT", None)
+    failed, tis = run(cluster, STRICT_DAG, segments=[PENDING])
     assert failed["state"] == "failed", states(tis)
     assert states(tis)[EXPORT_TASK] == "upstream_failed", states(tis)
     figures(sensor_failed_after_s=assert_gave_up(cluster, tis[SENSOR], PENDING, "failed"))
