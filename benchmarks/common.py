@@ -272,7 +272,8 @@ def demo_spec(columns: Iterable[str]) -> MappingSpec:
 class EngineRun:
     summary: ExportSummary
     #: seconds per engine step: load_state (pointer, and a remote snapshot fetched), prepare, diff (spill
-    #: the staged keys by range, then compare), push, snapshot (merge range by range while writing)
+    #: the staged keys by range, then compare), push, mirror (untag who left), seal (the e-mails sealed
+    #: beside the snapshot, when a state_secret is given), snapshot (merge range by range while writing)
     phases: dict[str, float]
     seconds: float
     #: This process's peak RSS (MiB) when each step last ended: the step that raised it holds the peak.
@@ -298,6 +299,7 @@ def run_engine(
     columns: Iterable[str],
     work: Path,
     scale: Scale | None = None,
+    state_secret: bytes | None = None,
     **options: Any,
 ) -> EngineRun:
     """One ``ExportEngine.run`` as the operator does it (state under ``work/state``), with step timings.
@@ -320,8 +322,10 @@ def run_engine(
         artifacts_dir=run_dir,
         rejects=rejects,
         progress=MemoryProgressStore(),
+        state_secret=state_secret,
     )
-    phases: dict[str, float] = dict.fromkeys(["load_state", "prepare", "diff", "push", "snapshot"], 0.0)
+    phases: dict[str, float] = dict.fromkeys(
+        ["load_state", "prepare", "diff", "push", "mirror", "seal", "snapshot"], 0.0)
     peaks: dict[str, float] = {"start": peak_rss_mb()}
 
     def timed(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -336,6 +340,8 @@ def run_engine(
         return wrapper
 
     engine._push = timed("push", engine._push)  # type: ignore[method-assign]
+    engine._mirror = timed("mirror", engine._mirror)  # type: ignore[method-assign]
+    engine._seal_emails = timed("seal", engine._seal_emails)  # type: ignore[method-assign]
     started = time.perf_counter()
     with ExitStack() as stack:
         for name, step in _TIMED_STEPS.items():

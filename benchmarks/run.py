@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import emulator_capacity, incremental, localized, memory, pipeline, rate_limit, scale_out
+from . import emulator_capacity, incremental, localized, memory, mirror, pipeline, rate_limit, scale_out
 from .common import Context, Scale, Section, load_avg, machine, quiet_logs
 
 MEASUREMENTS: dict[str, Callable[[Context], Section]] = {
@@ -30,6 +30,7 @@ MEASUREMENTS: dict[str, Callable[[Context], Section]] = {
     "rate_limit": rate_limit.measure,
     "memory": memory.measure,
     "incremental": incremental.measure,
+    "mirror": mirror.measure,
     "scale_out": scale_out.measure,
     "scale_out_celery": scale_out.measure_celery,
 }
@@ -41,6 +42,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "rate_limit": {"budgets": {400: 1_000_000, 300: 250_000}, "baseline_contacts": 5_000},
         "memory": {"rows": [1_000_000, 5_000_000], "naive_rows": 1_000_000},
         "incremental": {"rows": 1_000_000, "changed": 0.01},
+        "mirror": {"rows": 1_000_000, "leavers": 0.01},
         "scale_out": {"segments": 4, "rows": 250_000},
         "scale_out_celery": {"rows": 1_000_000},
     },
@@ -51,6 +53,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "rate_limit": {"budgets": {400: 100_000, 300: 100_000}, "baseline_contacts": 1_000},
         "memory": {"rows": [100_000, 500_000], "naive_rows": 100_000},
         "incremental": {"rows": 100_000, "changed": 0.01},
+        "mirror": {"rows": 100_000, "leavers": 0.01},
         "scale_out": {"segments": 4, "rows": 25_000},
         "scale_out_celery": {"rows": 100_000},
     },

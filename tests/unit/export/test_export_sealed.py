@@ -102,3 +102,14 @@ def test_nothing_to_seal_makes_an_empty_file(tmp_path: Path) -> None:
     assert sealed.rows == 0 and pq.read_metadata(tmp_path / sealed.file).num_rows == 0
     with pytest.raises(ValueError, match="null"):
         write_sealed(str(tmp_path), [pa.array(["a@b.c", None])], key=KEY)
+
+
+def test_a_remote_state_folder_works_alike() -> None:
+    """Object stores (abfs://, s3://...) go through fsspec: the in-memory file system stands in."""
+    import uuid
+
+    state = f"memory://sealed-{uuid.uuid4().hex}/state"
+    values = emails(200)
+    sealed = write_sealed(state, [pa.array(values)], key=KEY, block_rows=32)
+    at = np.array([199, 3, 100])
+    assert open_sealed(state, sealed, at, key=KEY).to_pylist() == [values[i] for i in at]
