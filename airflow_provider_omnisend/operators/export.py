@@ -273,7 +273,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                       " [dry run]" if dry_run else "")
         try:
             summary = engine.run(iter_batches(export, columns=spec.source_columns, filesystem=lake_fs))
-        except (ExportLimitError, LakeError) as err:
+        except (ExportLimitError, LakeError, MappingError) as err:  # the data does not fit the mapping
             raise AirflowFailException(str(err)) from None
         except (OmnisendAuthError, OmnisendVersionRetiredError, OmnisendConfigError) as err:
             raise AirflowFailException(str(err)) from None  # a retry cannot fix a key, version or setting
