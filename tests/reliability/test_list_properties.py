@@ -1,7 +1,7 @@
 """list<string> columns end to end: a Parquet export with an array column goes through the operator into
 the emulator (a real process on 127.0.0.1); every contact arrives, its list as a JSON array. Null and
 empty lists are not sent, an over-limit list is left out with a field warning, a delimited text column
-declared ``list`` is split."""
+declared ``list`` is split; a list column the source did not declare fails the task clearly."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_omnisend.export.lists import MAX_ITEM_LENGTH, MAX_LIST_ITEMS
-from tests.reliability.test_reliability_bad_inputs import accounted, rejects, run, stored
+from airflow_provider_omnisend.lake import resolve_export
+from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
+from tests.reliability.test_reliability_bad_inputs import _context, accounted, rejects, run, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -55,3 +58,20 @@ def test_a_parquet_list_column_arrives_as_an_array(emulator, omnisend_conn, tmp_
     assert result["field_warning_reasons"] == {
         "customProperties.interests": {"too_long": 1, "too_many_items": 1}}
     accounted(result, emulator, tmp_path)
+
+
+def test_a_list_column_the_source_did_not_declare_fails_clearly(emulator, omnisend_conn, tmp_path: Path):
+    """A sensor output without column types (an older sensor, a CDM entity with Parquet partitions): the
+    list column meets a text property at read time; the task fails naming the column and the fix, before
+    anything is sent, instead of a traceback and retries."""
+    pq.write_table(pa.table({"Email": ["ann@example.com"], "Interests": pa.array([["yoga"]])}),
+                   tmp_path / "part-0.parquet")
+    described = resolve_export(str(tmp_path)).to_dict()
+    described.pop("column_types")
+    op = OmnisendExportSegmentOperator(
+        task_id="export", source=described, segment="VIP", omnisend_conn_id=omnisend_conn(),
+        mapping={"email": "Email"}, custom_properties={"interests": "Interests"},
+        state_path=str(tmp_path / "state"), rejects_path=str(tmp_path / "rejects.parquet"))
+    with pytest.raises(AirflowFailException, match=r"column 'Interests' holds lists.*type 'list'"):
+        op.execute(_context())
+    assert stored(emulator) == {}
