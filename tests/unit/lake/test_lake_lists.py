@@ -54,8 +54,9 @@ def test_parquet_list_column_is_read_and_declared(tmp_path: Path, collect) -> No
 def test_delta_list_column_is_read_and_declared(tmp_path: Path, collect) -> None:
     """Delta declares its column types like Parquet (numbers, booleans and dates too)."""
     emails = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
-    write_deltalake(str(tmp_path), pa.table({"E": emails, "Tags": pa.array(ITEMS),
-                                             "LTV": [1.5, 2.0, None, 4.25], "VIP": [True, False, None, True]}))
+    table = pa.table({"E": emails, "Tags": pa.array(ITEMS), "LTV": [1.5, 2.0, None, 4.25],
+                      "VIP": [True, False, None, True]})
+    write_deltalake(str(tmp_path), table)
     export = resolve_export(str(tmp_path), format="delta")
     assert dict(export.column_types) == {"Tags": "list", "LTV": "number", "VIP": "boolean"}
     table = collect(iter_batches(export, columns=["E", "Tags"]))
