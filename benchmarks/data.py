@@ -4,7 +4,9 @@ duplicates differing in case and spaces, half the countries as names), never row
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +19,7 @@ from airflow_provider_omnisend.testing.sample_data import COLUMNS, synthetic_pro
 
 from .common import SEGMENT
 
+T = TypeVar("T")
 ROWS_PER_FILE = 250_000
 _GENERATE_ROWS = 1_000_000
 
@@ -53,6 +56,17 @@ def write_cdm(table: pa.Table, root: Path) -> Path:
 
 def lake(folder: Path | str) -> ResolvedExport:
     return resolve_export(str(folder), segment=SEGMENT)
+
+
+def lakes_before_after(
+    rows: int, work: Path, change: Callable[[pa.Table], tuple[pa.Table, T]]
+) -> tuple[ResolvedExport, ResolvedExport, T]:
+    """A Parquet lake of ``rows`` profiles, a second one of what ``change`` makes of them, and what
+    ``change`` reported (the tables are not kept in memory)."""
+    table = profiles(rows)
+    before = lake(write_parquet(table, work / "lake-1"))
+    changed, info = change(table)
+    return before, lake(write_parquet(changed, work / "lake-2")), info
 
 
 def change_first_names(table: pa.Table, fraction: float, *, seed: int = 11) -> tuple[pa.Table, int]:

@@ -25,7 +25,7 @@ from .common import (
     make_client,
     run_engine,
 )
-from .data import change_first_names, lake, profiles, write_parquet
+from .data import change_first_names, lakes_before_after
 
 MAX_DIFF_S = 10.0
 MAX_BATCH_FACTOR = 1.1
@@ -53,11 +53,8 @@ def measure(ctx: Context) -> Section:
     rows, fraction = ctx.sizes["rows"], ctx.sizes["changed"]
     scale = ctx.scale
     section = Section("incremental", f"4. Incremental refresh ({rows:,} rows, {fraction:.0%} changed)")
-    table = profiles(rows)
-    first_lake = lake(write_parquet(table, ctx.work / "lake-1"))
-    changed_table, rows_changed = change_first_names(table, fraction)
-    second_lake = lake(write_parquet(changed_table, ctx.work / "lake-2"))
-    del table, changed_table
+    first_lake, second_lake, rows_changed = lakes_before_after(
+        rows, ctx.work, lambda table: change_first_names(table, fraction))
     columns = demo_spec(first_lake.columns).source_columns
     work = ctx.work / "engine"
     with emulator(scale, log_dir=ctx.work) as emu:

@@ -38,7 +38,7 @@ from .common import (
     make_client,
     run_engine,
 )
-from .data import lake, profiles, write_parquet
+from .data import lakes_before_after
 
 SECRET = b"benchmark-state-secret"
 UNLIMITED = 1_000_000
@@ -81,11 +81,8 @@ def measure(ctx: Context) -> Section:
     rows, fraction = ctx.sizes["rows"], ctx.sizes["leavers"]
     scale = ctx.scale
     section = Section("mirror", f"8. Mirror: untag {fraction:.0%} leavers of {rows:,} members")
-    table = profiles(rows)
-    first_lake = lake(write_parquet(table, ctx.work / "lake-1"))
-    stayed, leaver_rows = _leave(table, fraction)
-    second_lake = lake(write_parquet(stayed, ctx.work / "lake-2"))
-    del table, stayed
+    first_lake, second_lake, leaver_rows = lakes_before_after(rows, ctx.work,
+                                                              lambda table: _leave(table, fraction))
     columns = list(first_lake.columns)
     work_snapshot, work_tag = ctx.work / "engine-snapshot", ctx.work / "engine-tag"
     tag = f"segment: {SEGMENT}"
@@ -108,6 +105,7 @@ def measure(ctx: Context) -> Section:
 
         cheap, cheap_client = mirror_run(work_snapshot, "snapshot")
         # The leavers get the tag back, so the listing run starts from the same Omnisend state.
+        time.sleep(scale.window_s)  # a new client: the untag calls must leave the tags window first
         retag = make_client(emu.api_url, scale, BRAND_RPM)
         valid_leavers = sorted({e.strip().lower() for e in leaver_rows})
         retag.add_tags([tag], valid_leavers)
