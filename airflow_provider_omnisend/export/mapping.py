@@ -369,7 +369,8 @@ def _property_types(
         elif not is_property_type(kind):
             problems.append(
                 f"custom property {name!r} type {kind!r} is not one of {_quoted(PROPERTY_TYPES)} (or "
-                "'list:' followed by one delimiter character, e.g. 'list:|')")
+                "'list:' followed by one delimiter character, e.g. 'list:|'; not a line break or control "
+                "character, which cleaning turns into a space or removes)")
         elif kind != "string":
             declared.append((name, kind))
     return tuple(declared)

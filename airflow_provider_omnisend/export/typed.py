@@ -18,6 +18,8 @@ caller (a field warning with ``on_invalid_field="drop_field"``), never sent as s
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,8 +47,13 @@ def list_delimiter(kind: str) -> str:
 
 
 def is_property_type(kind: object) -> bool:
-    """One of ``PROPERTY_TYPES``, or ``list:`` followed by one delimiter character."""
-    return isinstance(kind, str) and (kind in PROPERTY_TYPES or (kind.startswith("list:") and len(kind) == 6))
+    """One of ``PROPERTY_TYPES``, or ``list:`` followed by one delimiter character that cleaning keeps (a
+    value's line breaks and control characters are gone before it is split)."""
+    if not isinstance(kind, str):
+        return False
+    if kind.startswith("list:") and len(kind) == 6:
+        return unicodedata.category(kind[-1]) != "Cc"
+    return kind in PROPERTY_TYPES
 
 _NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _DECIMAL_COMMA = r"^([+-]?[0-9]+),([0-9]+)$"

@@ -102,6 +102,9 @@ def test_mapping_problems_with_list_columns() -> None:
     with pytest.raises(MappingError, match=r"'list:ab' is not one of .* 'list:' followed by one delimiter"):
         MappingSpec.build({"email": "E"}, custom_properties={"p": "T"},
                           custom_property_types={"p": "list:ab"})
+    with pytest.raises(MappingError, match=r"'list:\\n' is not one of .* not a line break"):
+        MappingSpec.build({"email": "E"}, custom_properties={"p": "T"},
+                          custom_property_types={"p": "list:\n"})
     with pytest.raises(MappingError, match=r"field 'firstName' use\(s\) a column holding lists"):
         MappingSpec.build({"email": "E", "firstName": "T"}, source_types={"T": "list"})
     with pytest.raises(MappingError, match=r"property 'p' \(declared 'number'\), email_status use\(s\)"):
