@@ -75,6 +75,7 @@ and name it: ``airflow pools set omnisend_api 2 "Omnisend exports at once per br
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,6 +92,7 @@ from airflow_provider_omnisend.triggers.new_export import (
     segments_of_event_extras,
 )
 
+log = logging.getLogger("omnisend_segment_export")
 CUSTOMER_INSIGHTS_MAPPING = {
     "email": "EmailAddress", "firstName": "FirstName", "lastName": "LastName", "address": "Address1",
     "city": "City", "state": "StateOrProvince", "postalCode": "PostalCode", "countryCode": "Country",
@@ -256,11 +258,15 @@ with DAG(
         line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
         table = [line, "-" * len(line)]
         table += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-        print("Omnisend export summary\n" + "\n".join(table))
+        # Logged line by line, not printed: the task log shows them in order, in its body (stdout would
+        # reach it whenever the pipe is read, possibly inside the collapsed "Post Execute" group).
+        for text in ["Omnisend export summary", *table]:
+            log.info("%s", text)
         for s in summaries:
             if s and s.get("rejected"):
                 reasons = ", ".join(f"{k}={v}" for k, v in sorted((s.get("reasons") or {}).items()))
-                print(f"Rejects for {s['segment']}: {s['rejects_path']} ({s['rejected']} rows; {reasons})")
+                log.info("Rejects for %s: %s (%s rows; %s)", s["segment"], s["rejects_path"], s["rejected"],
+                         reasons)
         return {"segments": len(rows), "sent": sum(int(s.get("sent", 0)) for s in summaries if s)}
 
     summarize(export_segment.expand(segment=segments_to_export()))

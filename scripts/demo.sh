@@ -3,13 +3,29 @@
 # (airflow dags test) on embedded defaults: SQLite, the shipped sample lake (a Customer Insights CDM export
 # with two segments, some rows invalid on purpose) copied to .demo/lake, and the emulator.
 # Prints the per-segment summary, where the rejects went, and what the emulator received.
+#
+#   scripts/demo.sh --ui [--port N]   instead: the same emulator and sample lake in the real Airflow
+#                                     (api-server, scheduler, dag-processor, triggerer on SQLite); prints
+#                                     the UI's URL and login and runs until Ctrl-C, which stops them all
+#                                     (python -m airflow_provider_omnisend.testing.ui_demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ui=0
+case "${1:-}" in
+  --ui) ui=1; shift ;;
+  "") ;;
+  *) echo "usage: bash scripts/demo.sh            run the example DAG once and print what it did" >&2
+     echo "       bash scripts/demo.sh --ui [--port N]   the example DAG in the Airflow UI until Ctrl-C" >&2
+     exit 2 ;;
+esac
 bash scripts/setup.sh
 ROOT=$PWD
 DEMO=$ROOT/.demo
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
+if [[ $ui == 1 ]]; then
+  exec "$ROOT/.venv/bin/python" -m airflow_provider_omnisend.testing.ui_demo --root "$DEMO" "$@"
+fi
 cp -r examples/lake "$DEMO/lake"
 
 export AIRFLOW_HOME=$DEMO/airflow
@@ -44,8 +60,10 @@ if ! $AIRFLOW dags test omnisend_segment_export > "$DEMO/dags-test.log" 2>&1; th
   echo "The DAG run failed; full log: $DEMO/dags-test.log" >&2
   exit 1
 fi
-# The summary task prints the per-segment table; show it, then what the emulator holds.
-awk '/Omnisend export summary/ {on=1; print "\n" $0; next} on && /loc=|\[|^$/ {exit} on {print}' \
+# The summary task logs the per-segment table line by line; show it without the log prefix and suffix,
+# then what the emulator holds.
+awk '/Omnisend export summary/ {on=1; print ""} on && !/loc=omnisend_segment_export\.py:/ {exit}
+     on {gsub(/\033\[[0-9;]*m/, ""); sub(/^[^ ]+ \[[a-z ]+\] /, ""); sub(/ +\[[^]]*\] loc=.*$/, ""); print}' \
   "$DEMO/dags-test.log"
 $PY - "$PORT" <<'PY'
 import sys, requests

@@ -99,28 +99,43 @@ def run_airflow(args: list[str], env: Mapping[str, str], log: Path, *, timeout: 
             stop_tree(proc)
             raise TimeoutError(f"airflow {' '.join(args)} did not finish in {timeout:.0f}s\n"
                                f"{log_tail(log)}") from None
+        except BaseException:  # Ctrl-C (or a test's timeout) while waiting: leave no orphan behind
+            stop_tree(proc)
+            raise
 
 
 def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM the process group of ``proc`` (and any descendant that left it), then SIGKILL what is left."""
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for p in tree[1:]:  # task processes put themselves in their own process groups
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
+    stop_trees([proc], timeout)
+
+
+def stop_trees(procs: Iterable[subprocess.Popen], timeout: float = 20.0) -> None:
+    """:func:`stop_tree` for several processes at once: all are asked to stop, then waited for together
+    (one ``timeout`` in all, not one each), then whatever is left is killed."""
+    procs = list(procs)
+    tree: list[psutil.Process] = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    leaders = {proc.pid for proc in procs}
+    for p in tree:  # task processes put themselves in their own process groups
+        if p.pid not in leaders:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
     _, alive = psutil.wait_procs(tree, timeout=timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
 
 
 def prepare_airflow_home(env: Mapping[str, str], logs: Path, *, pool_slots: int = 2) -> None:
@@ -147,6 +162,7 @@ class AirflowCluster:
     ``env`` adds or overrides environment variables of every Airflow process. With
     ``executor="celery"``, ``workers`` Celery workers run ``worker_concurrency`` tasks each; the broker
     is ``redis_url`` (a server the caller may restart) or the Redis that ``services`` finds or starts.
+    The api-server listens on 127.0.0.1:``port`` (default: a free port).
     """
 
     COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -156,7 +172,7 @@ class AirflowCluster:
                  export_subdir: Path | str, segments: Iterable[str], pool_slots: int = 2,
                  parallelism: int = 4, dags_folder: Path = DAGS_FOLDER,
                  env: Mapping[str, str] | None = None, executor: str = "local", workers: int = 2,
-                 worker_concurrency: int = 2, redis_url: str | None = None) -> None:
+                 worker_concurrency: int = 2, redis_url: str | None = None, port: int | None = None) -> None:
         if executor not in self.EXECUTORS:
             raise ValueError(f"executor must be one of {sorted(self.EXECUTORS)}, got {executor!r}")
         self.executor = executor
@@ -175,7 +191,7 @@ class AirflowCluster:
         self.tmp = root / "tmp"  # TMPDIR of every Airflow process: the export's local staging lands here
         self.state_dir = root / "state"
         self.export_dir = self._copy_lake()
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         self.password = secrets.token_urlsafe(12)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -294,11 +310,11 @@ class AirflowCluster:
         return f"{name}@" in log_tail(self.logs / f"{name}.log", 200_000)
 
     def stop(self) -> None:
+        """Stop every process started here: workers, triggerer, dag-processor and scheduler (with their
+        task processes) together, then the api-server, which the stopping tasks still report to."""
         self.session.close()
-        for name in [*reversed(self.workers), *reversed(self.COMPONENTS)]:
-            proc = self.procs.pop(name, None)
-            if proc is not None:
-                stop_tree(proc)
+        stop_trees([self.procs.pop(name) for name in list(self.procs) if name != "api-server"])
+        stop_trees([self.procs.pop(name) for name in list(self.procs)])
         self._services.close()
 
     def _healthy(self) -> bool:

@@ -55,6 +55,15 @@ def partition_files(export_dir: Path, entity: str) -> list[Path]:
     return out
 
 
+def partition_rows(export_dir: Path, entity: str) -> int:
+    """Rows of ``entity`` in the lake (header-less CSV partitions): what an export reads."""
+    total = 0
+    for path in partition_files(export_dir, entity):
+        with open(path, encoding="utf-8", newline="") as fh:
+            total += sum(1 for _ in csv.reader(fh))
+    return total
+
+
 def expected_contacts(export_dir: Path, segments: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
     """What Omnisend should hold after exporting ``segments``, computed from model.json and the CSVs.
 

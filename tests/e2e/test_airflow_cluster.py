@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     assert_emulator_holds,
     expected_contacts,
     partition_files,
+    partition_rows,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -265,7 +266,22 @@ def open_trigger_form(page) -> Any:
     raise AssertionError("the Trigger dialog did not stay open")
 
 
-def test_trigger_form_with_params_starts_a_run(ui, airflow_cluster: AirflowCluster, artifacts: Path) -> None:
+def read_summary(page, segments: list[str]) -> dict[str, dict[str, str]]:
+    """The summary table as the UI's task log shows it: {segment: {column: value}} of ``segments``'
+    rows (each line of the log is an element whose text ends with the printed line)."""
+    header = page.get_by_text(re.compile(r"segment\s+rows_read\s+valid")).first
+    header.wait_for()
+    columns = header.inner_text().split(" - ", 1)[-1].split()
+    table = {}
+    for segment in segments:
+        line = page.get_by_text(re.compile(rf"(^|\s){segment}\s+\d+\s")).first.inner_text()
+        values = line.split(" - ", 1)[-1].split()
+        table[values[0]] = dict(zip(columns, values, strict=True))
+    return table
+
+
+def test_trigger_form_with_params_runs_and_the_task_log_shows_the_summary(
+        ui, airflow_cluster: AirflowCluster, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
     dialog = open_trigger_form(ui)
@@ -275,7 +291,7 @@ def test_trigger_form_with_params_starts_a_run(ui, airflow_cluster: AirflowClust
     expect(dry_run).not_to_be_checked()
     ui.screenshot(path=artifacts / "06-trigger-form.png", full_page=True)
 
-    segments.fill("NewsletterFans\nHighValueCustomers")
+    segments.fill("HighValueCustomers")  # one of the two
     dialog.locator("label[data-scope=switch]").filter(has=ui.get_by_role("checkbox", name="dry_run")).click()
     expect(dry_run).to_be_checked()
     ui.screenshot(path=artifacts / "07-trigger-form-filled.png", full_page=True)
@@ -285,7 +301,7 @@ def test_trigger_form_with_params_starts_a_run(ui, airflow_cluster: AirflowClust
     response = posted.value
     assert response.ok, response.text()
     sent = response.request.post_data_json
-    assert sent["conf"] == {"segments": ["NewsletterFans", "HighValueCustomers"], "dry_run": True,
+    assert sent["conf"] == {"segments": ["HighValueCustomers"], "dry_run": True,
                             "full_refresh": False, "force": False, "max_profiles": 1_000_000,
                             "mode": "upsert", "mirror_scope": "snapshot"}
     run_id = response.json()["dag_run_id"]
@@ -302,3 +318,21 @@ def test_trigger_form_with_params_starts_a_run(ui, airflow_cluster: AirflowClust
     ui.reload()  # the run (already checked through REST) is still shown once the page has reloaded
     expect(ui.get_by_text(run_id).first).to_be_visible(timeout=30_000)
     ui.screenshot(path=artifacts / "09-run-succeeded.png", full_page=True)
+
+    # The summary, as an operator reads it: the run's task instances -> summarize -> its log.
+    ui.get_by_role("table").get_by_role("link", name="summarize", exact=True).click()
+    ui.wait_for_url(re.compile(r"/tasks/summarize"))
+    expect(ui.get_by_text("Omnisend export summary").first).to_be_visible()
+    ui.screenshot(path=artifacts / "10-summary-in-task-log.png", full_page=True)
+    row = read_summary(ui, ["HighValueCustomers"])["HighValueCustomers"]
+    rows_read = partition_rows(airflow_cluster.export_dir, "HighValueCustomers")
+    valid = len(expected_contacts(airflow_cluster.export_dir, ["HighValueCustomers"]))
+    counts = ("rows_read", "valid", "rejected", "new", "changed", "unchanged", "removed", "sent", "batches")
+    # a dry run on an empty state: every valid contact is new, nothing is sent
+    assert {k: int(row[k]) for k in counts} == {
+        "rows_read": rows_read, "valid": valid, "rejected": rows_read - valid, "new": valid, "changed": 0,
+        "unchanged": 0, "removed": 0, "sent": 0, "batches": 0}, row
+    assert 0 <= int(row["duplicates"]) <= rows_read - valid, row
+    expect(ui.get_by_text(re.compile(rf"Rejects for HighValueCustomers: .* \({rows_read - valid} rows; "))
+           .first).to_be_visible()
+    expect(ui.get_by_text(re.compile(r"(^|\s)NewsletterFans\s+\d+\s"))).to_have_count(0)  # not picked
