@@ -46,6 +46,14 @@ def get_provider_info() -> dict:
              "python-modules": ["airflow_provider_omnisend.triggers.export_ready",
                                 "airflow_provider_omnisend.triggers.batches"]}
         ],
+        "asset-uris": [
+            {
+                "schemes": ["omnisend"],
+                "handler": "airflow_provider_omnisend.assets.sanitize_uri",
+                "factory": "airflow_provider_omnisend.assets.create_asset",
+                "to_openlineage_converter": "airflow_provider_omnisend.assets.convert_asset_to_openlineage",
+            }
+        ],
         "extra-links": ["airflow_provider_omnisend.links.OmnisendSegmentLink"],
         "connection-types": [
             {
@@ -72,6 +80,14 @@ def get_provider_info() -> dict:
                         "description": (
                             "Comma-separated DAG id patterns (fnmatch, e.g. marketing_*) allowed to use this "
                             "connection. Empty means any DAG."
+                        ),
+                        "schema": {"type": ["string", "null"], "default": ""},
+                    },
+                    "brand": {
+                        "label": "Brand",
+                        "description": (
+                            "A non-secret name of the Omnisend store (e.g. contoso-shop): exports emit the "
+                            "Asset omnisend://<brand>/<segment>. Empty: the connection id."
                         ),
                         "schema": {"type": ["string", "null"], "default": ""},
                     },

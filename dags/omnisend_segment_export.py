@@ -65,6 +65,11 @@ export). The run it starts exports the segments its event names. The watcher is 
 so it takes the environment's lake path, format, state path and connection ids (parse time), not
 Variables: keep those in the environment when you use it.
 
+What the DAG produces: each successful export adds an event to its segment's Asset
+``omnisend://<brand>/<segment>`` (through the AssetAlias ``omnisend_segment_exports``; ``brand`` is
+the connection's extra ``brand``, else its id) with the export's counts as the event's extra, so a
+downstream DAG can run on ``schedule=[omnisend_segment_asset("<brand>", "<segment>")]``.
+
 The pool: a task in a pool that does not exist is never scheduled, so the DAG needs none by default.
 Its exports run in Airflow's ``default_pool``, at most ``OMNISEND_POOL_SLOTS`` of them at once
 (``max_active_tis_per_dag``). To cap the exports of *several* DAGs to one brand together, create a pool
@@ -80,10 +85,11 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetWatcher, Param, Variable, task, task_group
+from airflow.sdk import DAG, Asset, AssetAlias, AssetWatcher, Param, Variable, task, task_group
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from airflow_provider_omnisend.assets import SEGMENT_ASSETS_ALIAS
 from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
 from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
@@ -242,6 +248,8 @@ with DAG(
             rate_share=POOL_SLOTS,
             pool=POOL,
             max_active_tis_per_dag=POOL_SLOTS,
+            # each successful export adds an event to its segment's Asset, omnisend://<brand>/<segment>
+            outlets=[AssetAlias(SEGMENT_ASSETS_ALIAS)],
         )
         ready >> exported
         return exported.output

@@ -7,6 +7,8 @@ rate window, 60; shrunk only for tests against a time-scaled emulator), ``backof
 ``backoff_max``, ``max_attempts``, ``state_secret`` (see :meth:`OmnisendHook.state_secret`), and
 HttpHook's ``proxies``/``verify``/``cert``/``trust_env``. Security extras: ``max_retry_wait`` (s, 900),
 ``max_response_bytes`` (16 MiB) and ``allow_insecure_http`` (plain http to a non-loopback host).
+``brand``: the store's non-secret name in the segment Assets' URIs ``omnisend://<brand>/<segment>``
+(default: the connection id).
 
 Rate-limit extras (the budget is shared brand-wide through a store, see :mod:`..api.sharedlimit`):
 ``rate_limit_store`` — ``auto`` (default: Redis when ``redis_url`` or ``redis_conn_id`` is set, else
@@ -24,6 +26,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +54,7 @@ from airflow_provider_omnisend.api.sharedlimit import (
     process_limiter,
 )
 from airflow_provider_omnisend.api.versions import ApiVersion, get_version
+from airflow_provider_omnisend.assets import check_brand
 
 DEFAULT_REQUESTS_PER_MINUTE = 300
 STORE_KINDS = ("auto", "redis", "local", "memory", "static")
@@ -86,6 +90,9 @@ class OmnisendConnSettings:
     redis_prefix: str = "omnisend:rl"
     rate_limit_path: str | None = None
     lease_ttl: float | None = None
+    #: non-secret name of the Omnisend store, in the segment Assets' URIs (extra ``brand``; default the
+    #: connection id)
+    brand: str = ""
 
     @classmethod
     def from_connection(cls, conn: Any) -> OmnisendConnSettings:
@@ -122,6 +129,7 @@ class OmnisendConnSettings:
             redis_prefix=str(extra.get("redis_prefix") or "omnisend:rl"),
             rate_limit_path=str(extra.get("rate_limit_path") or "") or None,
             lease_ttl=_number(extra, "lease_ttl", None, float, where),
+            brand=_brand(extra.get("brand"), conn.conn_id, where),
         )
 
 
@@ -453,6 +461,16 @@ def bool_arg(value: Any, name: str) -> bool:
     raise OmnisendConfigError(
         f"{name} must be true or false (also 1/0 or yes/no, any case), got {value!r:.60}. Fix the "
         f"argument {name}= (or the template or param that renders it).")
+
+
+def _brand(value: object, conn_id: str, where: str) -> str:
+    """The extra ``brand`` (checked), else the connection id made fit for a URI host."""
+    if value in (None, ""):
+        return re.sub(r"[^a-z0-9._-]+", "-", conn_id.lower()).strip("._-")[:100] or "omnisend"
+    try:
+        return check_brand(value, where=f"{where}: brand")
+    except ValueError as err:
+        raise OmnisendConfigError(str(err)) from None
 
 
 def _flag(extra: Mapping[str, Any], key: str, where: str) -> bool:

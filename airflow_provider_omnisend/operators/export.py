@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_omnisend.api.client import OmnisendClient
@@ -29,6 +29,7 @@ from airflow_provider_omnisend.api.errors import (
     OmnisendVersionRetiredError,
 )
 from airflow_provider_omnisend.api.versions import ApiVersion
+from airflow_provider_omnisend.assets import check_brand, event_extra, omnisend_segment_asset
 from airflow_provider_omnisend.export.engine import (
     ExportEngine,
     ExportLimitError,
@@ -49,6 +50,7 @@ from airflow_provider_omnisend.hooks.placement import check_shared_paths
 from airflow_provider_omnisend.lake import LakeError, ResolvedExport, iter_batches, resolve_export
 from airflow_provider_omnisend.lake.errors import safe_reason
 from airflow_provider_omnisend.lake.watermark import read_watermark, watermark_key, write_watermark
+from airflow_provider_omnisend.lineage import ExportLineage
 from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contacts_url
 
 #: Customer Insights documents at most 1 million profiles per Omnisend export.
@@ -107,6 +109,13 @@ class OmnisendExportSegmentOperator(BaseOperator):
     :param rate_share: how many exports share the connection's budget at once (the DAG passes the
         ``omnisend_api`` pool's slots): the fallback split (budget ÷ rate_share) used only while the
         brand-wide limiter's store is unreachable, or always with ``rate_limit_store: static``.
+    :param brand: the store's non-secret name in the segment Asset ``omnisend://<brand>/<segment>``
+        (default: the connection's extra ``brand``, else the connection id). A successful export adds
+        an event to that Asset through each ``AssetAlias`` in ``outlets`` (a dry run does not), and sets
+        the counts of its summary as the extra of an outlet that is that Asset itself.
+
+    With the OpenLineage provider installed, :meth:`get_openlineage_facets_on_complete` reports the lake
+    export as the input and the Omnisend segment as the output, with their row counts.
     """
 
     template_fields: Sequence[str] = (
@@ -118,7 +127,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "mirror_scope",
         "max_profiles",
         "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share", "force",
-        "allow_local_state",
+        "allow_local_state", "brand",
     )
     template_fields_renderers = {
         "mapping": "json", "custom_properties": "json", "custom_property_types": "json",
@@ -127,6 +136,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
     ui_color = "#ffd7c2"
     #: the running export's cancel event (see ``on_kill``)
     _cancel: threading.Event | None = None
+    #: what the last export read and sent, for OpenLineage (set by ``execute``)
+    _lineage: ExportLineage | None = None
 
     def __init__(
         self,
@@ -164,6 +175,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         allow_local_state: bool = False,
         confirm_timeout: float = 3600.0,
         poll_interval: float = 2.0,
+        brand: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -200,6 +212,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.allow_local_state = allow_local_state
         self.confirm_timeout = confirm_timeout
         self.poll_interval = poll_interval
+        self.brand = brand
 
     # ------------------------------------------------------------------ run
     def execute(self, context: Context) -> dict[str, Any]:
@@ -232,6 +245,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 batch_item_cap=settings.version.batch_item_cap, max_in_flight=settings.max_in_flight,
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
             _check_mode_supported(options, settings.version)
+            brand = check_brand(self.brand, where="brand") if self.brand else settings.brand
             client = hook.get_client()
         except (OmnisendConfigError, MappingError, LakeError, ValueError) as err:
             raise AirflowFailException(str(err)) from None  # a retry cannot fix a setting
@@ -300,6 +314,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         result["export_id"] = export.export_id
         if dry_run and summary.sample_path:  # what would be sent, in the UI's XCom tab: masked (no PII)
             context["ti"].xcom_push(key="payload_sample", value=_masked_sample(summary.sample_path))
+        self._emit_segment_asset(context, omnisend_segment_asset(brand, self.segment), event_extra(result))
+        self._lineage = ExportLineage(export=export, brand=brand, summary=event_extra(result))
         self._log_summary(result)
         if result["rejected"]:
             self.log.warning("%d rows were rejected; reasons: %s. Details: %s", result["rejected"],
@@ -309,6 +325,22 @@ class OmnisendExportSegmentOperator(BaseOperator):
                              "Details (kind field_dropped): %s", result["field_warnings"],
                              result["field_warning_reasons"], result["rejects_path"])
         return result
+
+    def _emit_segment_asset(self, context: Context, asset: Asset, extra: dict[str, Any]) -> None:
+        """The segment Asset's event with the summary's counts: added through each ``AssetAlias``
+        outlet (not for a dry run: nothing changed in Omnisend), set on an outlet that is the Asset."""
+        events = context.get("outlet_events")
+        if events is None:
+            return
+        for outlet in self.outlets or ():
+            if isinstance(outlet, AssetAlias) and not extra.get("dry_run"):
+                events[outlet].add(asset, extra=extra)
+            elif isinstance(outlet, Asset) and outlet.uri == asset.uri:
+                events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lake export in, Omnisend segment out, with row counts (the OpenLineage provider calls it)."""
+        return self._lineage.facets() if self._lineage is not None else None
 
     def _cancellable(self, client: OmnisendClient) -> OmnisendClient:
         """Keep the client's cancel event for :meth:`on_kill` (set in ``execute``: an Event cannot be

@@ -125,10 +125,10 @@ def assert_emulator_holds(emulator: EmulatorServer, expected: dict[str, dict[str
 
 # ------------------------------------------------------------------------------------ Airflow processes
 
-def e2e_conn_uri(emulator: EmulatorServer) -> str:
+def e2e_conn_uri(emulator: EmulatorServer, **extra: object) -> str:
     """The omnisend connection of the e2e Airflow: the emulator, its key, a time-scaled rate window."""
     return omnisend_conn_uri(emulator.api_url, api_key=emulator.api_key, requests_per_minute=E2E_BUDGET,
-                             window_seconds=60 * emulator.time_scale)
+                             window_seconds=60 * emulator.time_scale, **extra)
 
 
 def sample_env(home: Path, *, emulator: EmulatorServer, lake_dir: Path, state_dir: Path) -> dict[str, str]:
@@ -141,3 +141,24 @@ def sample_cluster(root: Path, emulator: EmulatorServer) -> AirflowCluster:
     """An Airflow cluster running the example DAG on a copy of the shipped sample lake."""
     return AirflowCluster(root, emulator, conn_uri=e2e_conn_uri(emulator), lake_root=SAMPLE_LAKE,
                           export_subdir=EXPORT_SUBDIR, segments=SEGMENTS)
+
+
+def add_refresh(export_dir: Path, entity: str, folder: str, refresh_time: str) -> str:
+    """Write a new refresh of ``entity`` as Customer Insights does: the partition files first (copies of
+    the newest refresh's, in ``<entity>/<folder>``), then model.json listing them (atomic replace).
+    Returns the export id the reader gives it."""
+    model_path = export_dir / "model.json"
+    model = json.loads(model_path.read_text(encoding="utf-8"))
+    (ent,) = [e for e in model["entities"] if e["name"] == entity]
+    newest = [p for p in ent["partitions"] if p["refreshTime"] == ent["partitions"][-1]["refreshTime"]]
+    for old, path in zip(newest, partition_files(export_dir, entity)[-len(newest):], strict=True):
+        target = export_dir / entity / folder / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        base = old["location"].split(f"/{entity}/", 1)[0]
+        ent["partitions"].append({**old, "refreshTime": refresh_time,
+                                  "location": f"{base}/{entity}/{folder}/{path.name}"})
+    tmp = model_path.with_name(".model.json.tmp")
+    tmp.write_text(json.dumps(model, indent=2), encoding="utf-8")
+    tmp.replace(model_path)
+    return f"cdm:{entity}:{folder}"

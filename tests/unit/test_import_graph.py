@@ -120,7 +120,9 @@ def test_the_export_core_imports_no_airflow() -> None:
 #: import name -> distribution name, where they differ
 DISTRIBUTIONS = {"airflow": "apache-airflow", "requests_toolbelt": "requests-toolbelt", "yaml": "pyyaml"}
 #: optional at run time: imported only where that extra's feature is used, or only when installed
-OPTIONAL = {"deltalake": "delta", "uvloop": None, "psutil": "test", "psycopg2": None, "redis": "redis"}
+OPTIONAL = {"deltalake": "delta", "uvloop": None, "psutil": "test", "psycopg2": None, "redis": "redis",
+            # the OpenLineage client, installed with apache-airflow-providers-openlineage (lineage.py)
+            "openlineage": None}
 
 
 def declared() -> tuple[set[str], dict[str, set[str]]]:

@@ -26,7 +26,8 @@ def test_providers_manager_sees_connection_type_and_fields():
     # What the API server hands the connection form: widgets from conn-fields, and field behaviours.
     widgets = {w.field_name: w.field for key, w in pm.connection_form_widgets.items()
                if key.startswith("extra__omnisend__")}
-    assert set(widgets) == {"api_version", "privacy_acknowledged", "allowed_dag_ids", "requests_per_minute"}
+    assert set(widgets) == {"api_version", "privacy_acknowledged", "allowed_dag_ids", "requests_per_minute",
+                            "brand"}
     assert widgets["api_version"]["schema"]["enum"] == ["2026-03-15", "v5", "v3"]
     assert widgets["api_version"]["value"] == "2026-03-15"
     assert widgets["privacy_acknowledged"]["value"] is False
