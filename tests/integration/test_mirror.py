@@ -151,6 +151,18 @@ def test_a_rotated_secret_lists_the_tag_with_a_warning_and_untags_nobody_wrong(e
     assert_only_segment_tag_removed(emulator, before_state, {email(i) for i in LEAVING}, hand_tagged)
 
 
+def test_full_refresh_does_not_compare_the_snapshot_so_it_lists_the_tag(emulator, tmp_path, caplog):
+    client = export_client(emulator)
+    table = members()
+    export(client, table, tmp_path, "r1")
+    with caplog.at_level("WARNING"):
+        s2 = export(client, without(table, LEAVING), tmp_path, "r2", mode="mirror", full_refresh=True)
+    assert "not compared (full_refresh" in caplog.text
+    assert (s2.sent, s2.untagged, s2.mirror_via) == (MEMBERS - 520, 520, "listing")
+    wait_tags_applied(emulator)
+    assert {e for e, c in contacts(emulator).items() if TAG not in c["tags"]} == {email(i) for i in LEAVING}
+
+
 def test_sealed_emails_that_do_not_open_fall_back_with_a_warning(emulator, tmp_path, caplog):
     """Same secret, but the sealed file was altered (one byte of ciphertext): GCM refuses it, the leavers
     are found by listing, and nobody is untagged by a wrong e-mail."""

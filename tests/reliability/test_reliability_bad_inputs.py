@@ -377,6 +377,32 @@ def test_mirror_on_a_legacy_version_is_refused_before_any_request(emulator, omni
     assert not (tmp_path / "rejects.parquet").exists()  # refused before reading the lake
 
 
+def test_an_unknown_mirror_scope_is_refused_before_any_request(emulator, omnisend_conn, tmp_path):
+    message = failed(run(omnisend_conn(), FIXTURES / "valid_small.csv", tmp_path, mode="mirror",
+                         mirror_scope="everyone"))
+    assert "mirror_scope must be 'snapshot' or 'tag', got 'everyone'" in message
+    assert api_requests(emulator.state()) == 0
+
+
+def test_mirror_through_the_operator_untags_by_email_with_the_connection_secret(emulator, omnisend_conn,
+                                                                               tmp_path):
+    """The operator seals the e-mails with the connection's secret (its API key when no state_secret
+    is set), so the next mirror run untags who left without listing the tag."""
+    conn = omnisend_conn()
+    assert run(conn, FIXTURES / "valid_small.csv", tmp_path)["sent"] == 5
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("".join((FIXTURES / "valid_small.csv").read_text().splitlines(True)[:4]))  # 2 leave
+    before = dict(emulator.state()["requests"])
+    summary = run(conn, fewer, tmp_path, mode="mirror", force=True)
+    assert (summary["removed"], summary["untagged"], summary["mirror_via"]) == (2, 2, "sealed")
+    requests = emulator.state()["requests"]
+    assert requests.get("GET /api/contacts", 0) == before.get("GET /api/contacts", 0)
+    assert requests["DELETE /api/contacts/tags"] - before.get("DELETE /api/contacts/tags", 0) == 1
+    state_files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("emails-") for p in state_files)
+    assert not any(b"example.com" in p.read_bytes() for p in state_files)  # sealed, not in clear
+
+
 def test_empty_api_key_is_a_non_retryable_configuration_error(emulator, omnisend_conn, tmp_path):
     message = failed(run(omnisend_conn(api_key=""), FIXTURES / "valid_small.csv", tmp_path))
     assert "API key is empty" in message and "API key field" in message
