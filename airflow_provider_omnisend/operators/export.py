@@ -40,6 +40,7 @@ from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
 from airflow_provider_omnisend.export.redact import redact_payload
 from airflow_provider_omnisend.export.rejects import RejectsWriter, rejects_schema
+from airflow_provider_omnisend.export.scratch import FolderLock, hold, remove_abandoned
 from airflow_provider_omnisend.hooks.lake import (
     companion_storage_options,
     default_state_path,
@@ -138,6 +139,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
     _cancel: threading.Event | None = None
     #: what the last export read and sent, for OpenLineage (set by ``execute``)
     _lineage: ExportLineage | None = None
+    #: this try's hold on its staging folder (see ``_work_dir``)
+    _staging_lock: FolderLock | None = None
 
     def __init__(
         self,
@@ -305,6 +308,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         finally:
             rejects.close()
             shutil.rmtree(work_dir, ignore_errors=True)
+            if self._staging_lock is not None:
+                self._staging_lock.release()
         if not dry_run:
             write_watermark(state_path, key, export.export_id, storage_options=state_options)
         if spec.segment_tag:
@@ -385,7 +390,9 @@ class OmnisendExportSegmentOperator(BaseOperator):
 
         One fixed folder per task instance, emptied when a try starts: a try killed without clean-up
         (SIGKILL, OOM, a lost node) leaves its staging behind, and the next try removes it instead of
-        leaving customer data in the temp folder for good.
+        leaving customer data in the temp folder for good. The try holds a lock on its folder while it
+        runs, and removes the folders of other runs whose try died (``export.scratch``): a killed run
+        followed by a new DAG run leaves nothing behind either.
         """
         root = Path(tempfile.gettempdir(), "omnisend-staging")
         path = root.joinpath(*_task_instance_parts(context))
@@ -396,11 +403,16 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 shutil.rmtree(path)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             path.mkdir(mode=0o700)
+            self._staging_lock = hold(path)
+            abandoned = remove_abandoned(root, depth=len(_task_instance_parts(context)), keep=path)
         except OSError as err:
             raise AirflowFailException(
                 f"Cannot prepare the local staging folder {path}: {err.strerror or err}. It holds customer "
                 "e-mails while the export runs: check that the task's user owns it and can write to the "
                 "temp folder (TMPDIR), remove what a previous try left there, and clear the task.") from None
+        if abandoned:
+            self.log.info("Removed the staging %d killed run(s) left behind: %s", len(abandoned),
+                          ", ".join(str(f) for f in abandoned))
         return str(path)
 
     def _flags(self) -> dict[str, bool]:
