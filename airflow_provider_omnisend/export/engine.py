@@ -171,7 +171,9 @@ class ExportSummary:
     batches: int = 0
     #: batches submitted before a crash and confirmed after it, without sending them again
     resumed_batches: int = 0
-    #: batches a crash left mid-send, sent again (at most ``max_in_flight``; an upper bound of duplicates)
+    #: batches a crash left mid-send, sent again (at most ``max_in_flight``; an upper bound of duplicates
+    #: when the local journal is there; a resume from the state folder's journal alone also sends again,
+    #: uncounted, the batches submitted since its last checkpoint)
     resent_batches: int = 0
     retried_items: int = 0
     api_rejected: int = 0

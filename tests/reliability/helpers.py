@@ -12,13 +12,19 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from airflow_provider_omnisend.testing.airflow_cluster import EXPORT_TASK
+
+if TYPE_CHECKING:
+    from airflow_provider_omnisend.testing.airflow_cluster import AirflowCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEGMENT = "VIP"
@@ -273,6 +279,34 @@ def make_client(api_url: str, api_key: str, *, requests_per_minute: int = 300, w
                           requests_per_minute=requests_per_minute, window_seconds=window_seconds,
                           timeout=timeout, max_in_flight=max_in_flight, max_attempts=max_attempts,
                           backoff_initial=0.05, backoff_max=0.5)
+
+
+# ------------------------------------------------------------------------- killing a task in real Airflow
+
+
+def find_task_process(cluster: AirflowCluster, run_id: str, task_id: str = EXPORT_TASK) -> psutil.Process:
+    """The process running ``task_id`` (map index 0) of ``run_id``, as soon as it runs."""
+    def running() -> psutil.Process | None:
+        ti = cluster.task_instance(run_id, task_id, 0)
+        if ti and ti["state"] in {"success", "failed", "up_for_retry"}:
+            raise AssertionError(f"the export ended before it could be killed: {ti['state']}\n"
+                                 f"{cluster.task_log(ti)}")
+        return cluster.task_process(ti["id"]) if ti and ti["state"] == "running" else None
+
+    return cluster.wait_until(running, timeout=180, what="the export task's process", interval=0.2)
+
+
+def kill_when(ready: Callable[[], bool], proc: psutil.Process, timeout: float = 120) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()``: no handler, no clean-up, as an OOM kill or a lost node."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if not proc.is_running():
+            raise AssertionError("the task process ended before the kill point")
+        if time.monotonic() > deadline:
+            raise AssertionError("the kill point was not reached in time")
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
 
 
 # ------------------------------------------------------------------------------------ leak scanning

@@ -29,14 +29,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from airflow_provider_omnisend.testing.airflow_cluster import DAGS_FOLDER, EXPORT_TASK, AirflowCluster
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
 from airflow_provider_omnisend.testing.lake_fixtures import write_cdm_export
 from airflow_provider_omnisend.testing.sample_data import COLUMNS, synthetic_profiles
-from tests.reliability.helpers import SEGMENT, expected_state, posts, read_rejects, verify_export
+from tests.reliability.helpers import (
+    SEGMENT,
+    expected_state,
+    find_task_process,
+    kill_when,
+    posts,
+    read_rejects,
+    verify_export,
+)
 from tests.support import omnisend_conn_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -157,29 +164,6 @@ KILL_POINTS: dict[str, tuple[Callable[[Watch], bool], int]] = {
     "confirming": (Watch.confirming, 0),
     "before_snapshot": (Watch.paused, 0),
 }
-
-
-def find_task_process(cluster: AirflowCluster, run_id: str) -> psutil.Process:
-    def running() -> psutil.Process | None:
-        ti = cluster.task_instance(run_id, EXPORT_TASK, 0)
-        if ti and ti["state"] in {"success", "failed", "up_for_retry"}:
-            raise AssertionError(f"the export ended before it could be killed: {ti['state']}\n"
-                                 f"{cluster.task_log(ti)}")
-        return cluster.task_process(ti["id"]) if ti and ti["state"] == "running" else None
-
-    return cluster.wait_until(running, timeout=180, what="the export task's process", interval=0.2)
-
-
-def kill_when(ready: Callable[[], bool], proc: psutil.Process, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not proc.is_running():
-            raise AssertionError("the task process ended before the kill point")
-        if time.monotonic() > deadline:
-            raise AssertionError("the kill point was not reached in time")
-        time.sleep(0.01)
-    proc.kill()  # SIGKILL: no handler, no clean-up, as an OOM kill or a lost node
-    proc.wait(timeout=30)
 
 
 def staged_files(cluster: AirflowCluster) -> list[Path]:
