@@ -46,6 +46,10 @@ from airflow_provider_omnisend.testing.servers import LOOPBACK, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
+#: The shipped sample lake (scripts/make_sample_lake.py), its export folder and its two segments.
+SAMPLE_LAKE = REPO_ROOT / "examples" / "lake"
+SAMPLE_EXPORT_SUBDIR = Path("CustomerInsights_demo") / "OmnisendExport"
+SAMPLE_SEGMENTS = ("HighValueCustomers", "NewsletterFans")
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "omnisend_segment_export"
 EXPORT_TASK = "segment.export"

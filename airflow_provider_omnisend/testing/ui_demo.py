@@ -28,19 +28,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import requests
+
 from airflow_provider_omnisend.testing.airflow_cluster import (
     ADMIN_USER,
     DAG_ID,
     REPO_ROOT,
+    SAMPLE_EXPORT_SUBDIR,
+    SAMPLE_LAKE,
+    SAMPLE_SEGMENTS,
     AirflowCluster,
     log_tail,
 )
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
 from airflow_provider_omnisend.testing.servers import LOOPBACK, free_port
 
-SAMPLE_LAKE = REPO_ROOT / "examples" / "lake"
-EXPORT_SUBDIR = Path("CustomerInsights_demo") / "OmnisendExport"
-SEGMENTS = ("HighValueCustomers", "NewsletterFans")
 #: The emulator's key (a local stand-in, as in scripts/demo.sh): it stays in the connection, never printed.
 DEMO_API_KEY = "demo-key"
 DEFAULT_PORT = 8080
@@ -87,13 +89,21 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def param_names(cluster: AirflowCluster) -> str:
+    """The DAG's params as the api-server has them (what the Trigger form offers)."""
+    try:
+        return ", ".join(cluster.api("GET", f"dags/{DAG_ID}/details").get("params") or {})
+    except (AssertionError, requests.RequestException):
+        return "see the form"
+
+
 def banner(cluster: AirflowCluster, emulator: EmulatorServer) -> str:
     return "\n".join([
         "",
         f"Airflow UI:  {cluster.base_url}/",
         f"Login:       {ADMIN_USER} / {cluster.password}   (generated for this start)",
-        f"DAG:         {DAG_ID} (Dags -> {DAG_ID} -> Trigger: segments, dry_run, full_refresh, force,"
-        " max_profiles, mode)",
+        f"DAG:         {DAG_ID}: no schedule; Dags -> {DAG_ID} -> Trigger, with the params "
+        f"{param_names(cluster)}",
         f"Emulator:    {emulator.base_url}/_emulator/state (what the local Omnisend received)",
         f"Sample lake: {cluster.export_dir}",
         f"Logs:        {cluster.logs}",
@@ -113,7 +123,7 @@ def watch(cluster: AirflowCluster, interval: float = 2.0) -> int:
                     return 1
             time.sleep(interval)
     except Stop as stop:
-        say(f"{stop}: stopping Airflow and the emulator ...")
+        say(f"{stop}: stopping Airflow and the emulator (each component gets 20 s, then SIGKILL) ...")
         return 0
 
 
@@ -128,22 +138,25 @@ def run(root: Path, port: int) -> int:
     prepare_root(root)
     for sig in SIGNALS:
         signal.signal(sig, _on_signal)
+    stopping = time.monotonic()
     try:
         say("Starting the Omnisend emulator and Airflow (db migrate, api-server, scheduler, dag-processor, "
             f"triggerer; logs in {root / 'logs'}) ...")
         with EmulatorServer(api_key=DEMO_API_KEY, log_dir=root / "emulator") as emulator:
             cluster = AirflowCluster(root, emulator, conn_uri=connection_json(emulator.api_url),
-                                     lake_root=SAMPLE_LAKE, export_subdir=EXPORT_SUBDIR, segments=SEGMENTS,
+                                     lake_root=SAMPLE_LAKE, export_subdir=SAMPLE_EXPORT_SUBDIR,
+                                     segments=SAMPLE_SEGMENTS,
                                      port=choose_port(port))
             with cluster:
                 say(banner(cluster, emulator))
                 code = watch(cluster)
                 for sig in SIGNALS:
                     signal.signal(sig, signal.SIG_IGN)
+                stopping = time.monotonic()
     except Stop as stop:  # during start-up: what had started is stopped already
         say(f"{stop} during start-up: stopped what had started.")
         return 0
-    say("Stopped: every process this demo started has exited.")
+    say(f"Stopped in {time.monotonic() - stopping:.1f} s: every process this demo started has exited.")
     return code
 
 

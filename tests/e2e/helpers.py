@@ -12,17 +12,22 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_omnisend.testing.airflow_cluster import AirflowCluster, airflow_env
+from airflow_provider_omnisend.testing.airflow_cluster import (
+    SAMPLE_EXPORT_SUBDIR,
+    SAMPLE_LAKE,
+    SAMPLE_SEGMENTS,
+    AirflowCluster,
+    airflow_env,
+)
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
 from tests.support import omnisend_conn_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_LAKE = REPO_ROOT / "examples" / "lake"
-EXPORT_SUBDIR = Path("CustomerInsights_demo") / "OmnisendExport"
+EXPORT_SUBDIR = SAMPLE_EXPORT_SUBDIR
 ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
 CHROMIUM = Path("/usr/bin/chromium")
 
-SEGMENTS = ("HighValueCustomers", "NewsletterFans")
+SEGMENTS = SAMPLE_SEGMENTS
 E2E_API_KEY = "e2e-key-4b1d9c2a77"
 #: The emulator's minute lasts 3 s; the connection's limiter gets the same window.
 E2E_TIME_SCALE = 0.05
@@ -41,7 +46,7 @@ _EMAIL = re.compile(r"^[^@\s.]+(\.[^@\s.]+)*@[^@\s.]+(\.[^@\s.]+)+$")
 def copy_sample_lake(dest: Path) -> Path:
     """Copy ``examples/lake`` to ``dest``; return the export folder (the one holding model.json)."""
     shutil.copytree(SAMPLE_LAKE, dest)
-    return dest / EXPORT_SUBDIR
+    return dest / SAMPLE_EXPORT_SUBDIR
 
 
 def partition_files(export_dir: Path, entity: str) -> list[Path]:
@@ -140,7 +145,7 @@ def sample_env(home: Path, *, emulator: EmulatorServer, lake_dir: Path, state_di
 def sample_cluster(root: Path, emulator: EmulatorServer) -> AirflowCluster:
     """An Airflow cluster running the example DAG on a copy of the shipped sample lake."""
     return AirflowCluster(root, emulator, conn_uri=e2e_conn_uri(emulator), lake_root=SAMPLE_LAKE,
-                          export_subdir=EXPORT_SUBDIR, segments=SEGMENTS)
+                          export_subdir=SAMPLE_EXPORT_SUBDIR, segments=SEGMENTS)
 
 
 def add_refresh(export_dir: Path, entity: str, folder: str, refresh_time: str) -> str:

@@ -34,7 +34,10 @@ from airflow_provider_omnisend.testing.ui_demo import DEMO_API_KEY
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
 STARTUP_TIMEOUT = 300.0  # db migrate and four components on a busy 2-core machine
-SHUTDOWN_TIMEOUT = 90.0  # what Ctrl-C may take: each component gets SIGTERM, then SIGKILL after 20 s
+#: Ctrl-C to exit, by design at most ~50 s: the components but the api-server get SIGTERM together, then
+#: SIGKILL after 20 s; then the api-server the same way; then the emulator (10 s). Measured: ~20 s.
+SHUTDOWN_LIMIT = 60.0
+SHUTDOWN_TIMEOUT = 120.0  # the test's own bound, looser than the limit it asserts
 
 
 class Demo:
@@ -149,7 +152,7 @@ def assert_no_orphans(root: Path, before: list[psutil.Process], code: int, took:
     assert not alive, f"still running after Ctrl-C: {[(p.pid, cmdline(p)) for p in alive]}"
     left = processes_of(root)
     assert not left, f"processes of the demo's AIRFLOW_HOME after Ctrl-C: {[cmdline(p) for p in left]}"
-    assert took < SHUTDOWN_TIMEOUT
+    assert took < SHUTDOWN_LIMIT, f"Ctrl-C took {took:.1f} s to stop the demo\n{out}"
 
 
 @pytest.fixture
@@ -164,6 +167,8 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 def test_ui_demo_serves_the_printed_url_runs_an_export_and_ctrl_c_stops_everything(demo: Demo) -> None:
     url = demo.wait_for_line(r"^Airflow UI:\s+(http://127\.0\.0\.1:\d+)/$", STARTUP_TIMEOUT)[1]
     user, password = demo.wait_for_line(r"^Login:\s+(\S+) / (\S+)\s", 10).groups()
+    params = demo.wait_for_line(rf"^DAG:\s+{DAG_ID}: .* with the params (.+)$", 10)[1]
+    assert {"segments", "dry_run", "full_refresh"} <= set(params.split(", ")), params  # from the API
     emulator = demo.wait_for_line(r"^Emulator:\s+(http://127\.0\.0\.1:\d+)/", 10)[1]
     demo.wait_for_line(r"Press Ctrl-C", 10)
     assert DEMO_API_KEY not in demo.output()  # the login is Airflow's own, not the connection's secret
@@ -205,7 +210,9 @@ def test_ui_demo_serves_the_printed_url_runs_an_export_and_ctrl_c_stops_everythi
 
     code, took = demo.ctrl_c()
     assert_no_orphans(demo.root, before, code, took, demo.output())
-    assert "Stopped: every process this demo started has exited." in demo.output()
+    assert re.search(r"^Stopped in \d+\.\d s: every process this demo started has exited\.$", demo.output(),
+                     re.MULTILINE), demo.output()
+    print(f"Ctrl-C to exit, with an export running: {took:.1f} s")
     assert not listening(url) and not listening(emulator)
 
 
