@@ -686,30 +686,29 @@ class ExportEngine:
             return Mirrored(0, "none")
         keys = removed.column("key").to_numpy().astype(np.uint64, copy=False)
         why = self._sealed_unavailable(state, removed)
-        if why is None:
-            try:
-                emails = open_sealed(self.state_dir, SealedFile.from_pointer(state.emails),
-                                     removed.column("seal").to_numpy(),
-                                     key=seal_key(self.state_secret or b"", state.hash_key),
-                                     storage_options=self.storage_options)
-            except SealError as error:
-                why = f"the sealed e-mails cannot be opened: {error}"
-            else:
-                done = mirror.by_email(emails, keys)
-                if done.how != "mismatch":
-                    log.info("Mirror: removed tag %r from %d contacts that left the segment, by e-mail "
-                             "(%d calls)", opts.segment_tag, done.untagged, done.untag_calls)
-                    return done
-                why = "an opened e-mail does not hash to its contact's key (another secret?)"
-            log.warning("Mirror: %s; listing the holders of tag %r instead (this run only).", why,
-                        opts.segment_tag)
+        if why is not None:  # expected (an older snapshot, no secret): said once, at info
+            log.info("Mirror: %s, so the %d leavers are found by listing the holders of tag %r.", why,
+                     len(keys), opts.segment_tag)
         else:
-            log.info("Mirror: %s, so the %d leavers are found by listing the holders of tag %r once; the "
-                     "snapshot this run writes carries their sealed e-mails.", why, len(keys),
-                     opts.segment_tag)
-        done = mirror.by_listing(in_sorted(np.sort(keys)))
-        log.info("Mirror: removed tag %r from %d contacts that left the segment (%d expected; %d holders "
-                 "listed)", opts.segment_tag, done.untagged, len(keys), done.listed)
+            outcome = self._untag_sealed(mirror, state, removed, keys)
+            if isinstance(outcome, Mirrored):
+                return outcome
+            log.warning("Mirror: %s; listing the holders of tag %r instead.", outcome, opts.segment_tag)
+        return mirror.by_listing(in_sorted(np.sort(keys)))
+
+    def _untag_sealed(self, mirror: TagMirror, state: SnapshotState, removed: pa.Table,
+                      keys: np.ndarray) -> Mirrored | str:
+        """Untag the leavers by their sealed e-mails; or say why those cannot be trusted (nothing done)."""
+        try:
+            emails = open_sealed(self.state_dir, SealedFile.from_pointer(state.emails),
+                                 removed.column("seal").to_numpy(),
+                                 key=seal_key(self.state_secret or b"", state.hash_key),
+                                 storage_options=self.storage_options)
+        except SealError as error:
+            return f"the sealed e-mails cannot be opened: {error}"
+        done = mirror.by_email(emails, keys)
+        if done.how == "mismatch":
+            return "an opened e-mail does not hash to its contact's key (another secret?)"
         return done
 
     def _sealed_unavailable(self, state: SnapshotState, removed: pa.Table) -> str | None:
@@ -717,7 +716,8 @@ class ExportEngine:
         if not self.state_secret:
             return "no state_secret is set to open sealed e-mails"
         if state.emails is None or removed.column("seal").null_count:
-            return "the last snapshot was written before e-mails were sealed"
+            return ("the last snapshot was written before e-mails were sealed (the snapshot this run "
+                    "writes carries them)")
         return None
 
     def _seal_emails(self, state: SnapshotState) -> SealedFile | None:
@@ -730,8 +730,12 @@ class ExportEngine:
         return write_sealed(self.state_dir, emails, key=seal_key(self.state_secret, state.hash_key),
                             storage_options=self.storage_options)
 
-    @staticmethod
-    def _record_mirror(summary: ExportSummary, done: Mirrored) -> None:
+    def _record_mirror(self, summary: ExportSummary, done: Mirrored) -> None:
+        if done.how != "none":
+            log.info("Mirror: removed tag %r from %d contacts (%d left the segment), %s: %d holders listed, "
+                     "%d untag calls", self.options.segment_tag, done.untagged, summary.removed,
+                     "by their sealed e-mails" if done.how == "sealed" else "found by listing the tag",
+                     done.listed, done.untag_calls)
         summary.untagged = done.untagged
         summary.mirror_via = None if done.how == "none" else done.how
         summary.mirror_listed = done.listed
