@@ -156,6 +156,9 @@ def run(root: Path, port: int) -> int:
     except Stop as stop:  # during start-up: what had started is stopped already
         say(f"{stop} during start-up: stopped what had started.")
         return 0
+    except (RuntimeError, TimeoutError, AssertionError) as err:  # start-up failed; what started is stopped
+        say(f"The demo could not start: {err}\nEvery log is in {root / 'logs'}; {root} can be removed.")
+        return 1
     say(f"Stopped in {time.monotonic() - stopping:.1f} s: every process this demo started has exited.")
     return code
 

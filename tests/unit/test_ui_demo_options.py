@@ -4,6 +4,7 @@ its login. The demo itself (start, UI, Ctrl-C, no orphans) is tested in ``tests/
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -50,3 +51,22 @@ def test_the_connection_points_at_the_emulator_with_privacy_acknowledged() -> No
     conn = json.loads(connection_json("http://127.0.0.1:1234/api"))
     assert conn["host"] == "http://127.0.0.1:1234/api" and conn["password"] == DEMO_API_KEY
     assert conn["extra"]["privacy_acknowledged"] is True
+
+
+def test_a_failed_start_is_a_message_and_exit_code_1_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_omnisend.testing import ui_demo
+
+    def broken_start(self):  # the emulator cannot start here: stands in for any start-up failure
+        raise RuntimeError("emulator not healthy\n<its log>")
+
+    monkeypatch.setattr(ui_demo.EmulatorServer, "start", broken_start)
+    handlers = {sig: signal.getsignal(sig) for sig in ui_demo.SIGNALS}
+    try:
+        assert ui_demo.run(tmp_path / "demo", 0) == 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    out = capsys.readouterr().out
+    assert "The demo could not start: emulator not healthy\n<its log>" in out
+    assert f"Every log is in {tmp_path / 'demo' / 'logs'}" in out
