@@ -1,6 +1,7 @@
 """The brand-wide limiter against today's static split, side by side in the same run (issue #13 item 6).
 
-    nice -n 5 .venv/bin/python -m benchmarks.shared_limit [--time-scale 0.2] [--rows 100000] [--store redis]
+    nice -n 5 .venv/bin/python -m benchmarks.shared_limit [--time-scale 0.2] [--rows 100000]
+        [--alone-rows 300000] [--store redis]
 
 1. One segment alone on a pool of 4: the static split gives it budget ÷ 4; the shared limiter the whole
    budget. Figure: the share of the budget's ceiling it reached = the least time its requests can take
@@ -64,17 +65,20 @@ class TracedStore:
 
     def __init__(self, inner: LimitStore, trace: Trace) -> None:
         self.inner, self.trace = inner, trace
+        self._granted: dict[str, float] = {}
 
     def acquire(self, key: str, **kwargs: Any) -> Grant:
         started = time.perf_counter()
         grant = self.inner.acquire(key, **kwargs)
         self.trace.op(started, granted=grant.lease is not None)
+        if grant.lease is not None:
+            self._granted[grant.lease] = time.perf_counter()
         return grant
 
     def release(self, key: str, lease: str, **kwargs: Any) -> None:
         started = time.perf_counter()
         self.inner.release(key, lease, **kwargs)
-        self.trace.op(started)
+        self.trace.op(started, held=started - self._granted.pop(lease, started))
 
     def penalise(self, key: str, seconds: float) -> None:
         self.inner.penalise(key, seconds)
@@ -88,25 +92,34 @@ class Trace:
         self.grants: list[float] = []
         self.refused = 0
         self.ops_ms: list[float] = []
+        self.held_ms: list[float] = []
         self._lock = threading.Lock()
 
-    def op(self, started: float, *, granted: bool | None = None) -> None:
+    def op(self, started: float, *, granted: bool | None = None, held: float | None = None) -> None:
         now = time.perf_counter()
         with self._lock:
             self.ops_ms.append((now - started) * 1000)
+            if held is not None:
+                self.held_ms.append(held * 1000)
             if granted:
-                self.grants.append(now)
+                self.grants.append(time.time())
             elif granted is False:
                 self.refused += 1
 
-    def summary(self, window: float) -> dict[str, Any]:
+    def summary(self, window: float, budget: int, last_end: float) -> dict[str, Any]:
         if not self.grants:
             return {}
-        first = min(self.grants)
-        per_window = Counter(int((t - first) // window) for t in self.grants)
-        ops = sorted(self.ops_ms)
+        grants = sorted(self.grants)
+        per_window = Counter(int((t - grants[0]) // window) for t in grants)
+        ops, held = sorted(self.ops_ms), sorted(self.held_ms) or [0.0]
         return {
             "grants_per_window": [per_window.get(i, 0) for i in range(max(per_window) + 1)],
+            # from the 1st grant of a budget to the 1st of the next: one window + the slot's round trip
+            "cycle_s": [round(b - a, 3)
+                        for a, b in zip(grants[::budget], grants[budget::budget], strict=False)],
+            # the last budget's part: its requests, then confirming (polls), to the last response
+            "last_cycle_to_end_s": round(last_end - grants[(len(grants) - 1) // budget * budget], 2),
+            "held_ms": {"p50": round(held[len(held) // 2], 1), "max": round(held[-1], 1)},
             "store_ops_per_request": round(len(ops) / len(self.grants), 2),
             "refused_acquires": self.refused,
             "store_op_ms": {"p50": round(ops[len(ops) // 2], 2), "p99": round(ops[int(len(ops) * 0.99)], 2),
@@ -179,8 +192,8 @@ def run_segments(emu: Any, scale: Scale, work: Path, sizes: list[int],
     for t in threads:
         t.join()
     state = emu.state()
-    first = min(c.first_start for c in clients)
-    push = max(c.last_end for c in clients) - first
+    first, last = min(c.first_start for c in clients), max(c.last_end for c in clients)
+    push = last - first
     requests = sum(n for c in clients for route, n in c.routes.items() if "/tags" not in route)
     floor_s = scale.window_floor(requests, BUDGET)
     return {
@@ -188,7 +201,7 @@ def run_segments(emu: Any, scale: Scale, work: Path, sizes: list[int],
         "push_s": round(push, 2), "ends_s": [round(c.last_end - first, 2) for c in clients],
         "floor_s": round(floor_s, 2), "over_floor": round(push / floor_s, 3) if floor_s else None,
         "of_ceiling": round(floor_s / push, 3) if floor_s else None,
-        "first_use_s": first_use, **trace.summary(scale.window_s),
+        "first_use_s": first_use, **trace.summary(scale.window_s, BUDGET, last),
         "responses_429": state["responses_429"], "max_in_window": state["max_in_window"]["default"],
     }
 
@@ -230,13 +243,18 @@ def _utc() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--time-scale", type=float, default=0.2)
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=100_000, help="all segments of the unequal case")
+    parser.add_argument("--alone-rows", type=int, help="the segment alone (default: --rows)")
     parser.add_argument("--store", choices=("memory", "local", "redis"), default="redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--shared-only", action="store_true",
+                        help="profile the shared limiter alone (the side-by-side figures need both)")
     args = parser.parse_args()
     scale = Scale(args.time_scale)
+    alone = args.alone_rows or args.rows
     out: dict[str, Any] = {"budget": BUDGET, "pool": POOL, "time_scale": args.time_scale, "store": args.store,
-                           "rows": args.rows, "started": _utc(), "load_before": load_avg()}
+                           "rows": args.rows, "alone_rows": alone, "started": _utc(),
+                           "load_before": load_avg()}
     with tempfile.TemporaryDirectory(prefix="bench-shared-limit-") as tmp:
         work = Path(tmp)
         out["cost_ms"] = {
@@ -247,9 +265,11 @@ def main() -> None:
         print(json.dumps(out["cost_ms"]), flush=True)
         unequal = [args.rows - 3 * round(args.rows * 0.4 / 3)] + [round(args.rows * 0.4 / 3)] * 3
         with emulator(scale, log_dir=work) as emu:
-            for name, make_store in (("static", None), ("shared", store_factory(args.store, work,
-                                                                                 args.redis_url))):
-                for case, sizes in (("alone", [args.rows]), ("unequal", unequal)):
+            modes = {"static": None, "shared": store_factory(args.store, work, args.redis_url)}
+            for name, make_store in modes.items():
+                if args.shared_only and make_store is None:
+                    continue
+                for case, sizes in (("alone", [alone]), ("unequal", unequal)):
                     out[f"{case}_{name}"] = run_segments(emu, scale, work, sizes, make_store)
                     print(name, case, json.dumps(out[f"{case}_{name}"]), flush=True)
     out["load_after"] = load_avg()
