@@ -298,6 +298,14 @@ class AirflowCluster:
                                   "--concurrency", str(self.worker_concurrency),
                                   "--pid", str(self.root / name / "worker.pid")], env)
 
+    def restart(self, name: str) -> subprocess.Popen:
+        """Stop component ``name`` (SIGTERM, its whole tree) and start it again, as a restart or a
+        redeploy would: e.g. a triggerer, whose triggers a new one then picks up."""
+        if name not in self.COMPONENTS:
+            raise ValueError(f"restart() takes one of {self.COMPONENTS}; restart a worker with start_worker")
+        stop_tree(self.procs.pop(name))
+        return self._spawn(name, [name], self.env)
+
     def kill_worker(self, name: str) -> None:
         """SIGKILL worker ``name`` and every process below it (its running tasks), as a lost host."""
         proc = self.procs.pop(name)

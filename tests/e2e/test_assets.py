@@ -11,6 +11,7 @@ in order on the lake they leave.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_omnisend.testing.airflow_cluster import DAG_ID, DAGS_FOLDER, AirflowCluster
+from airflow_provider_omnisend.lake import watermark_key
+from airflow_provider_omnisend.testing.airflow_cluster import DAG_ID, DAGS_FOLDER, AirflowCluster, log_tail
 from airflow_provider_omnisend.testing.emulator import EmulatorServer
+from airflow_provider_omnisend.triggers.new_export import ANNOUNCED_PREFIX
 from tests.e2e.helpers import (
     E2E_API_KEY,
     E2E_TIME_SCALE,
@@ -180,3 +183,24 @@ def test_a_second_export_starts_one_more_run_for_its_segment(watched: AirflowClu
     latest = asset_events(watched, f"omnisend://{BRAND}/HighValueCustomers")[-1]["extra"]
     assert latest["export_id"] == export_id and latest["sent"] == 0 and latest["unchanged"] > 0
     wait_for_runs(watched, 2, dag_id=DOWNSTREAM)
+
+
+def test_a_restarted_triggerer_does_not_announce_the_same_export_again(watched: AirflowCluster) -> None:
+    """What the watcher announced is in the lake Asset's state store (the metadata DB), not only in the
+    triggerer's memory: with the watermark gone (as while the run it started still exports), a new
+    triggerer process still knows the export was announced."""
+    assert len(runs(watched)) == 2, "runs in the order of the module"
+    (lake_event, *_) = asset_events(watched, watched.export_dir.as_uri())
+    store = watched.api("GET", f"assets/{lake_event['asset_id']}/state-store")["asset_state_store"]
+    announced = {e["key"]: e["value"] for e in store}
+    key = watermark_key("omnisend_default", "HighValueCustomers")
+    assert announced[ANNOUNCED_PREFIX + key] == "cdm:HighValueCustomers:2026/11/28/0300", announced
+    (watched.state_dir / f"{key}.json").unlink()  # only the state store can tell now
+
+    log = watched.logs / "triggerer.log"
+    before = len(log_tail(log, 10**9))
+    watched.restart("triggerer")
+    watched.wait_until(lambda: re.search(r"trigger ID \d+ starting", log_tail(log, 10**9)[before:]),
+                       timeout=150, what="the new triggerer to run the watcher")
+    stays_at(watched, 2)
+    assert "Trigger fired event" not in log_tail(log, 10**9)[before:]
