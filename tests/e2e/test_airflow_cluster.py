@@ -218,6 +218,8 @@ def test_connection_form_offers_omnisend_with_its_fields(ui, airflow_cluster: Ai
     expect(allowed).to_have_value("")
     rpm = dialog.get_by_role("spinbutton", name=re.compile("Requests per minute"))
     expect(rpm).to_have_value("300")
+    brand = dialog.get_by_role("group").filter(has=ui.get_by_text("Brand", exact=True)).get_by_role("textbox")
+    expect(brand).to_have_value("")
     ui.screenshot(path=artifacts / "03-omnisend-custom-fields.png", full_page=True)
 
     # Fill in the custom fields as a user would and save: they land in the connection's extra.
@@ -229,6 +231,7 @@ def test_connection_form_offers_omnisend_with_its_fields(ui, airflow_cluster: Ai
     expect(privacy).to_be_checked()
     allowed.fill("omnisend_*")
     rpm.fill("120")
+    brand.fill("contoso-shop")
     ui.screenshot(path=artifacts / "04-omnisend-filled.png", full_page=True)
     dialog.get_by_role("button", name="Save").click()
     expect(dialog).to_have_count(0)
@@ -239,7 +242,8 @@ def test_connection_form_offers_omnisend_with_its_fields(ui, airflow_cluster: Ai
     assert conn["host"] == airflow_cluster.emulator.api_url
     assert conn["password"] != "ui-typed-key-0042"  # masked in the API
     assert json.loads(conn["extra"]) == {"api_version": "v5", "privacy_acknowledged": True,
-                                         "allowed_dag_ids": "omnisend_*", "requests_per_minute": 120}
+                                         "allowed_dag_ids": "omnisend_*", "requests_per_minute": 120,
+                                         "brand": "contoso-shop"}
     airflow_cluster.api("DELETE", "connections/omnisend_ui", expect=204)
 
 
