@@ -59,22 +59,29 @@ class DictStore:
 
 
 def _events(trigger: OmnisendNewExportTrigger, steps: list, *, wait: float = 10 * POLL) -> list[dict]:
-    """Run the trigger; before each step (a callable changing the lake, or None) collect what it yielded
-    within ``wait`` seconds. Returns the payloads per step."""
+    """Run the trigger; before each step (a callable changing the lake, or None) collect everything it
+    yielded within ``wait`` seconds, merged into one payload (the trigger checks the lake in a thread, so
+    it may see one entity of a two-entity export complete before the other: two events, each announcing
+    its own segment once). Returns the merged payloads per step ({} when nothing was yielded)."""
 
     async def main() -> list[dict]:
         stream = trigger.run()
         out: list[dict] = []
         pending = asyncio.ensure_future(stream.__anext__())
+        loop = asyncio.get_running_loop()
         for step in steps:
             if step is not None:
                 step()
-            done, _ = await asyncio.wait({pending}, timeout=wait)
-            if done:
-                out.append(pending.result().payload)
+            merged: dict = {}
+            deadline = loop.time() + wait
+            while (left := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait({pending}, timeout=left)
+                if not done:
+                    break
+                payload = pending.result().payload
+                merged = {**payload, "exports": merged.get("exports", []) + payload.get("exports", [])}
                 pending = asyncio.ensure_future(stream.__anext__())
-            else:
-                out.append({})
+            out.append(merged)
         await asyncio.sleep(2 * POLL)  # let it go past its last yield (the triggerer resumes it at once)
         pending.cancel()  # the trigger is stopped as the triggerer stops it: cancelled in its sleep
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
@@ -85,6 +92,8 @@ def _events(trigger: OmnisendNewExportTrigger, steps: list, *, wait: float = 10 
 
 
 def _announced(payload: dict) -> dict[str, str]:
+    segments = [e["segment"] for e in payload.get("exports", [])]
+    assert len(segments) == len(set(segments)), f"a segment was announced twice: {segments}"
     return {e["segment"]: e["export_id"] for e in payload.get("exports", [])}
 
 
