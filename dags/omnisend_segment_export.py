@@ -49,9 +49,12 @@ OMNISEND_MAPPING                JSON {omnisend_field: column} (default: Customer
 OMNISEND_STATE_PATH             snapshots and watermarks (default $AIRFLOW_HOME/omnisend_state)
 OMNISEND_REJECTS_PATH           rejected rows, a template rendered per task, e.g.
                                 ``abfs://c/rejects/{{ run_id }}/{{ ti.map_index }}.parquet``
-                                (default below $AIRFLOW_HOME/omnisend_runs). With Celery or
-                                Kubernetes both paths must be storage every worker sees
-                                (or OMNISEND_ALLOW_LOCAL_STATE=true for a shared mount)
+                                (default: in the state store, ``<state>/runs/<dag>/<day>/<run>/
+                                <task>/rejects.parquet``, removed after the retention period).
+                                With Celery or Kubernetes both paths must be storage every worker
+                                sees (or OMNISEND_ALLOW_LOCAL_STATE=true for a shared mount)
+OMNISEND_RETENTION_DAYS         run folders (the default rejects, the dry run's payload sample:
+                                personal data) older than this are removed (default 30; 0 keeps)
 OMNISEND_ALLOW_LOCAL_STATE      true: the local state/rejects paths are a mount every worker
                                 shares (default false: refused under Celery/Kubernetes)
 OMNISEND_CONN_ID                the Omnisend connection (default omnisend_default)
@@ -82,6 +85,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +94,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from airflow_provider_omnisend.assets import SEGMENT_ASSETS_ALIAS
+from airflow_provider_omnisend.hooks.lake import default_state_path
 from airflow_provider_omnisend.hooks.omnisend import as_bool
 from airflow_provider_omnisend.operators.export import OmnisendExportSegmentOperator
 from airflow_provider_omnisend.sensors.export_ready import OmnisendSegmentExportSensor
@@ -115,13 +120,15 @@ def setting(name: str, default: str) -> str:
     return default if value in (None, "") else str(value)
 
 
-#: Settings the tasks read at run time (a Variable, else the environment, else this default; "" = unset).
-RUN_TIME_DEFAULTS = {
+#: Settings the tasks read at run time (a Variable, else the environment, else this default, called if a
+#: function; "" = unset).
+RUN_TIME_DEFAULTS: dict[str, str | Callable[[], str]] = {
     "OMNISEND_LAKE_PATH": "file:///opt/airflow/lake/CustomerInsights_demo/OmnisendExport",
     "OMNISEND_SOURCE_FORMAT": "auto",
     "OMNISEND_MAPPING": json.dumps(CUSTOMER_INSIGHTS_MAPPING),
-    "OMNISEND_STATE_PATH": "",
+    "OMNISEND_STATE_PATH": default_state_path,  # the worker's $AIRFLOW_HOME/omnisend_state
     "OMNISEND_REJECTS_PATH": "",
+    "OMNISEND_RETENTION_DAYS": "30",
     "OMNISEND_ALLOW_LOCAL_STATE": "false",
     "OMNISEND_CONN_ID": "omnisend_default",
     "OMNISEND_LAKE_CONN_ID": "",
@@ -135,7 +142,8 @@ def var_or_env(context: Context, name: str, kind: str = "text") -> Any:
     template is rendered with the task's context; ``kind="json"`` parses it."""
     value = Variable.get(name, default=os.environ.get(name))
     if value in (None, ""):
-        value = RUN_TIME_DEFAULTS[name]
+        default = RUN_TIME_DEFAULTS[name]
+        value = default() if callable(default) else default
     if value == "":
         return None
     value = str(value)
@@ -239,6 +247,9 @@ with DAG(
             lake_conn_id=run_time("OMNISEND_LAKE_CONN_ID"),
             state_path=run_time("OMNISEND_STATE_PATH"),
             rejects_path=run_time("OMNISEND_REJECTS_PATH"),
+            # the default rejects go to the state store, which every worker sees
+            runs_path="{{ var_or_env('OMNISEND_STATE_PATH').rstrip('/') }}/runs",
+            retention_days=run_time("OMNISEND_RETENTION_DAYS"),
             allow_local_state=run_time("OMNISEND_ALLOW_LOCAL_STATE"),
             dry_run="{{ params.dry_run }}",
             full_refresh="{{ params.full_refresh }}",

@@ -14,7 +14,8 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from airflow_provider_omnisend.export.mapping import MappingError, MappingSpec
 from airflow_provider_omnisend.export.progress import MemoryProgressStore
 from airflow_provider_omnisend.export.redact import redact_payload
 from airflow_provider_omnisend.export.rejects import RejectsWriter, rejects_schema
+from airflow_provider_omnisend.export.retention import day_folder, prune_day_folders
 from airflow_provider_omnisend.export.scratch import FolderLock, hold, remove_abandoned
 from airflow_provider_omnisend.hooks.lake import (
     companion_storage_options,
@@ -56,6 +58,8 @@ from airflow_provider_omnisend.links import OmnisendSegmentLink, segment_contact
 
 #: Customer Insights documents at most 1 million profiles per Omnisend export.
 DEFAULT_MAX_PROFILES = 1_000_000
+#: Run folders (rejects, payload samples: personal data) are removed after this many days.
+DEFAULT_RETENTION_DAYS = 30
 DEFAULT_SEGMENT_TAG = "segment: {segment}"
 
 
@@ -100,7 +104,15 @@ class OmnisendExportSegmentOperator(BaseOperator):
         this export loses it, including contacts tagged outside this product.
     :param max_profiles: fail before sending when the export holds more valid profiles.
     :param max_reject_ratio: fail when rejected ÷ rows read is above this (default 0.05).
-    :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension).
+    :param rejects_path: where rejected rows go, with reasons (Parquet or CSV by extension). Default:
+        ``rejects.parquet`` in this try's run folder below ``runs_path``.
+    :param runs_path: root (any fsspec URL) of the run folders ``<dag>/<YYYY-MM-DD>/<run>/<task>``
+        that hold the default rejects file (default ``$AIRFLOW_HOME/omnisend_runs`` on the worker, which
+        also always holds the dry run's payload sample).
+    :param retention_days: run folders of this DAG (below ``runs_path`` and the local one) from days
+        longer ago are removed when an export starts, because they hold personal data (default 30;
+        0 keeps them). Only day folders this operator created are removed (see
+        :mod:`~airflow_provider_omnisend.export.retention`); a ``rejects_path`` you give is yours to clean.
     :param state_path: folder (any fsspec URL) for snapshots and the last-export watermark.
         ``rejects_path`` and ``state_path`` on the lake's store (e.g. abfs:// beside an abfs:// lake)
         are reached with ``lake_conn_id``'s credentials. Under an executor that spans hosts (Celery,
@@ -128,7 +140,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
         "rejects_path", "state_path", "dry_run", "incremental", "full_refresh", "mode", "mirror_scope",
         "max_profiles",
         "max_reject_ratio", "requests_per_minute", "send_welcome_message", "rate_share", "force",
-        "allow_local_state", "brand",
+        "allow_local_state", "brand", "runs_path", "retention_days",
     )
     template_fields_renderers = {
         "mapping": "json", "custom_properties": "json", "custom_property_types": "json",
@@ -141,6 +153,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
     _lineage: ExportLineage | None = None
     #: this try's hold on its staging folder (see ``_work_dir``)
     _staging_lock: FolderLock | None = None
+    #: today's date for the run folders and their retention (a test replaces it)
+    clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(UTC))
 
     def __init__(
         self,
@@ -172,6 +186,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         max_profiles: int | None = DEFAULT_MAX_PROFILES,
         max_reject_ratio: float = 0.05,
         rejects_path: str | None = None,
+        runs_path: str | None = None,
+        retention_days: int | str = DEFAULT_RETENTION_DAYS,
         state_path: str | None = None,
         requests_per_minute: int | None = None,
         rate_share: int = 1,
@@ -209,6 +225,8 @@ class OmnisendExportSegmentOperator(BaseOperator):
         self.max_profiles = max_profiles
         self.max_reject_ratio = max_reject_ratio
         self.rejects_path = rejects_path
+        self.runs_path = runs_path
+        self.retention_days = retention_days
         self.state_path = state_path
         self.requests_per_minute = requests_per_minute
         self.rate_share = rate_share
@@ -249,6 +267,7 @@ class OmnisendExportSegmentOperator(BaseOperator):
                 poll_interval=float(self.poll_interval), confirm_timeout=float(self.confirm_timeout))
             _check_mode_supported(options, settings.version)
             brand = check_brand(self.brand, where="brand") if self.brand else settings.brand
+            retention_days = _retention_days(self.retention_days)
             client = hook.get_client()
         except (OmnisendConfigError, MappingError, LakeError, ValueError) as err:
             raise AirflowFailException(str(err)) from None  # a retry cannot fix a setting
@@ -256,12 +275,19 @@ class OmnisendExportSegmentOperator(BaseOperator):
         run_dir = self._run_dir(context)
         state_path = self.state_path or default_state_path()
         key = watermark_key(self.omnisend_conn_id, self.segment)
-        rejects_path = self.rejects_path or str(run_dir / "rejects.parquet")
+        runs_path = str(self.runs_path or local_runs_root()).rstrip("/")
+        rejects_path = self.rejects_path or "/".join([runs_path, *_run_parts(context, self.clock()),
+                                                      "rejects.parquet"])
         try:
             check_shared_paths({"state_path": state_path, "rejects_path": rejects_path},
                                allow_local=flags["allow_local_state"])
         except OmnisendConfigError as err:
             raise AirflowFailException(str(err)) from None
+        runs_options = companion_storage_options(runs_path, lake_source=export.source,
+                                                 lake_conn_id=self.lake_conn_id)
+        self._apply_retention(context, retention_days, {local_runs_root(): None, runs_path: runs_options})
+        if not self.rejects_path:
+            self._day_folder(runs_path, context, runs_options)
         work_dir = self._work_dir(context)  # before the rejects file: it fails clearly, leaving nothing open
         # State and rejects on the lake's store are reached with the lake connection's credentials.
         state_options = companion_storage_options(state_path, lake_source=export.source,
@@ -379,11 +405,40 @@ class OmnisendExportSegmentOperator(BaseOperator):
                               segment=self.segment, filesystem=lake_filesystem(source, self.lake_conn_id))
 
     def _run_dir(self, context: Context) -> Path:
-        """Local folder for this try's artefacts (rejects by default, payload sample, batch ids)."""
-        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
-        path = Path(home, "omnisend_runs", *_task_instance_parts(context))
+        """Local folder for this try's artefacts (rejects by default, payload sample, batch ids):
+        ``$AIRFLOW_HOME/omnisend_runs/<dag>/<day>/<run>/<task>``."""
+        day_dir = self._day_folder(local_runs_root(), context, None)
+        path = Path(day_dir, *_run_parts(context, self.clock())[2:])
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def _day_folder(self, root: str, context: Context, options: Mapping[str, Any] | None) -> str:
+        """Today's folder of this DAG below ``root``, with the marker that lets retention remove it."""
+        dag, day = _task_instance_parts(context)[0], self.clock().date()
+        try:
+            return day_folder(root, dag, day, storage_options=options)
+        except Exception as err:
+            raise AirflowFailException(
+                f"Cannot create the run folder {root}/{dag}/{day.isoformat()}: {safe_reason(err)}. It holds "
+                "the rejects and artefacts of each try: check that it can be written (on the lake's "
+                "store with `lake_conn_id`'s credentials).") from None
+
+    def _apply_retention(self, context: Context, keep_days: int,
+                         roots: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Remove this DAG's day folders older than ``keep_days`` below each root; a failure only warns
+        (the export matters more than the clean-up, which the next export tries again)."""
+        dag, today = _task_instance_parts(context)[0], self.clock().date()
+        for root, options in roots.items():
+            try:
+                removed = prune_day_folders(root, dag, keep_days=keep_days, today=today,
+                                            storage_options=options)
+            except Exception as err:
+                self.log.warning("Could not remove run folders older than %d days below %s: %s",
+                                 keep_days, root, safe_reason(err))
+                continue
+            if removed:
+                self.log.info("Removed %d run folder(s) older than %d days (they hold personal data): %s",
+                              len(removed), keep_days, ", ".join(removed))
 
     def _work_dir(self, context: Context) -> str:
         """Local scratch folder of this task instance (the staged export: e-mails, owner-only).
@@ -443,6 +498,18 @@ def _check_mode_supported(options: ExportOptions, version: ApiVersion) -> None:
             "not have. Set the connection's API version to 2026-03-15, or use mode='upsert'.")
 
 
+def local_runs_root() -> str:
+    """``$AIRFLOW_HOME/omnisend_runs``: the worker's run folders."""
+    home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+    return str(Path(home, "omnisend_runs"))
+
+
+def _run_parts(context: Context, now: datetime) -> list[str]:
+    """dag / day / run / task of this try's run folder."""
+    dag, run, task = _task_instance_parts(context)
+    return [dag, now.date().isoformat(), run, task]
+
+
 def _task_instance_parts(context: Context) -> list[str]:
     """dag id / run id / task id[-map index], safe as folder names."""
     ti = context["ti"]
@@ -477,6 +544,19 @@ def _masked_sample(path: str) -> str:
     body = redact_payload(orjson.loads(Path(path).read_bytes()))
     body["note"] = f"Values are masked; the unmasked sample is {path} on the worker that ran the task."
     return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+
+
+def _retention_days(value: Any) -> int:
+    """``retention_days`` as a whole number of days (0 or empty: keep the run folders)."""
+    try:
+        days = int(str(value).strip() or 0) if value is not None else 0
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise OmnisendConfigError(
+            f"retention_days must be a whole number of days >= 0 (0 keeps the run folders), got {value!r}; "
+            "in the example DAG it is OMNISEND_RETENTION_DAYS.")
+    return days
 
 
 def _opt_int(value: Any) -> int | None:

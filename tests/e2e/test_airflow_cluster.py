@@ -111,26 +111,35 @@ def test_single_segment_run_from_params(airflow_cluster: AirflowCluster) -> None
 
 def test_a_variable_changed_after_parsing_applies_to_the_next_run_and_no_pool_is_needed(
         airflow_cluster: AirflowCluster, tmp_path: Path) -> None:
-    """The DAG reads its settings when the tasks run: a Variable set (then changed) after the DAG was
-    parsed applies to the very next run. Nobody created a pool, and the exports still run."""
+    """The DAG reads its settings when the tasks run: a Variable set after the DAG was parsed applies to
+    the very next run. Nobody created a pool, and the exports still run. By default the rejects go to
+    the state store, and the dry run's payload sample is in XCom, masked."""
     pools = [p["name"] for p in airflow_cluster.api("GET", "pools")["pools"]]
     assert pools == ["default_pool"], pools
     key = "OMNISEND_REJECTS_PATH"
-    try:
-        for n, label in enumerate(("first", "second")):
-            value = str(tmp_path / label / "{{ ti.map_index }}.parquet")  # a template, rendered per task
-            if n == 0:
-                airflow_cluster.api("POST", "variables", json={"key": key, "value": value}, expect=201)
-            else:
-                airflow_cluster.api("PATCH", f"variables/{key}", json={"key": key, "value": value})
-            conf = {"segments": ["HighValueCustomers"], "dry_run": True}
-            run_id = airflow_cluster.trigger(conf)["dag_run_id"]
-            airflow_cluster.wait_run(run_id, timeout=180)
-            ti = airflow_cluster.task_instance(run_id, "segment.export", 0)
-            assert ti is not None and ti["pool"] == "default_pool"
-            summary = airflow_cluster.xcom(ti)
-            assert summary["rejected"] > 0 and summary["rejects_path"] == str(tmp_path / label / "0.parquet")
-            assert (tmp_path / label / "0.parquet").is_file()
+    conf = {"segments": ["HighValueCustomers"], "dry_run": True}
+
+    def dry_run() -> tuple[dict[str, Any], dict[str, Any]]:
+        run_id = airflow_cluster.trigger(conf)["dag_run_id"]
+        airflow_cluster.wait_run(run_id, timeout=180)
+        ti = airflow_cluster.task_instance(run_id, "segment.export", 0)
+        assert ti is not None and ti["pool"] == "default_pool"
+        return ti, airflow_cluster.xcom(ti)
+
+    ti, summary = dry_run()  # 1. no Variable: the defaults
+    runs = airflow_cluster.state_dir / "runs" / DAG_ID
+    assert summary["rejected"] > 0 and Path(summary["rejects_path"]).is_file()
+    assert Path(summary["rejects_path"]).is_relative_to(runs), summary["rejects_path"]
+    sample = airflow_cluster.xcom(ti, "payload_sample")  # the REST API parses the JSON text
+    sample = json.loads(sample) if isinstance(sample, str) else sample
+    email = sample["items"][0]["identifiers"][0]["id"]
+    assert re.fullmatch(r"[^@]\*\*\*@[^@]+", email), email  # j***@example.com: masked
+    try:  # 2. a Variable set after parsing: the next run writes where it says (a template per task)
+        value = str(tmp_path / "by-variable" / "{{ ti.map_index }}.parquet")
+        airflow_cluster.api("POST", "variables", json={"key": key, "value": value}, expect=201)
+        _, summary = dry_run()
+        assert summary["rejects_path"] == str(tmp_path / "by-variable" / "0.parquet")
+        assert (tmp_path / "by-variable" / "0.parquet").is_file()
     finally:
         airflow_cluster.api("DELETE", f"variables/{key}", expect=(204, 404))
 

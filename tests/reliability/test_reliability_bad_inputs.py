@@ -433,6 +433,33 @@ def test_rejects_file_that_cannot_be_created_fails_clearly(emulator, omnisend_co
     assert posts(emulator.state()) == 0
 
 
+def test_run_folders_by_day_and_the_old_ones_removed(emulator, omnisend_conn, tmp_path, monkeypatch):
+    """The default rejects go to today's run folder below runs_path; day folders older than the
+    retention period, and only those the operator created, are removed when an export starts."""
+    from datetime import UTC, date, datetime
+
+    from airflow_provider_omnisend.export.retention import day_folder
+
+    monkeypatch.setattr(OmnisendExportSegmentOperator, "clock",
+                        staticmethod(lambda: datetime(2026, 12, 5, 9, tzinfo=UTC)))
+    runs = tmp_path / "runs"
+    old = Path(day_folder(str(runs), DAG_ID, date(2026, 11, 4)))  # 31 days before
+    (old / "manual__old" / "export" / "rejects.parquet").parent.mkdir(parents=True)
+    (old / "manual__old" / "export" / "rejects.parquet").write_text("jane@example.com")
+    kept = Path(day_folder(str(runs), DAG_ID, date(2026, 11, 5)))  # 30 days before
+    foreign = runs / DAG_ID / "2020-01-01"  # named like a day folder, but not created by the operator
+    foreign.mkdir()
+    summary = run(omnisend_conn(), FIXTURES / "valid_small.csv", tmp_path, rejects_path=None,
+                  runs_path=str(runs), retention_days="30", dry_run=True)
+    assert not isinstance(summary, Exception), summary
+    assert summary["rejects_path"] == str(runs / DAG_ID / "2026-12-05" / "manual__reliability" / "export"
+                                          / "rejects.parquet")
+    assert Path(summary["rejects_path"]).is_file()
+    assert not old.exists() and kept.exists() and foreign.exists()
+    message = failed(run(omnisend_conn(), FIXTURES / "valid_small.csv", tmp_path, retention_days="a month"))
+    assert "retention_days must be a whole number of days" in message and "'a month'" in message
+
+
 def test_dry_run_sample_is_pushed_to_xcom_for_the_ui(emulator, omnisend_conn, tmp_path):
     op = OmnisendExportSegmentOperator(
         task_id="export", source=str(FIXTURES / "valid_small.csv"), segment="VIP", mapping=MAPPING,

@@ -297,7 +297,7 @@ def test_dot_dot_run_id_stays_in_its_own_folders(tmp_path, monkeypatch):
         work = Path(op._work_dir(context))
         run = op._run_dir(context)
         assert work.parent.parent == tmp_path / "tmp" / "omnisend-staging" / "dag_a"
-        assert run.parent.parent == tmp_path / "home" / "omnisend_runs" / "dag_a"
+        assert run.parents[2] == tmp_path / "home" / "omnisend_runs" / "dag_a"  # dag_a/<day>/<run>/<task>
     assert (other / "keep.parquet").exists()
     assert op._run_dir(_operator_context("dag_b", "r1", "export")) != op._run_dir(
         _operator_context("dag_c", "r1", "export"))

@@ -73,6 +73,8 @@ def test_a_variable_set_after_parsing_applies_when_the_task_renders(monkeypatch)
     assert rendered("omnisend_conn_id") == "from_env"  # no Variable: the environment
     assert rendered("lake_conn_id") is None  # neither: the default (none)
     assert rendered("allow_local_state") == "false"
+    assert rendered("runs_path") == "/var/state/runs"  # the default rejects: in the state store
+    assert rendered("retention_days") == 30
     variables["OMNISEND_STATE_PATH"] = "/changed"  # changed again: no re-parse needed
     assert rendered("state_path") == "/changed"
     sensor = module["dag"].task_dict["segment.wait_for_export"]
@@ -84,3 +86,28 @@ def test_exports_need_no_pool_unless_one_is_named(monkeypatch) -> None:
     assert (export.pool, export.max_active_tis_per_dag, export.rate_share) == ("default_pool", 3, 3)
     export = parse(monkeypatch, OMNISEND_POOL="omnisend_api")["dag"].task_dict["segment.export"]
     assert (export.pool, export.max_active_tis_per_dag) == ("omnisend_api", 2)
+
+
+def test_the_state_store_defaults_to_the_workers_airflow_home(monkeypatch, tmp_path) -> None:
+    export = parse(monkeypatch)["dag"].task_dict["segment.export"]
+    monkeypatch.setattr(Variable, "get", staticmethod(lambda key, default=None: default))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))  # read when the task renders, on the worker
+    context = {"run_id": "r", "ti": SimpleNamespace(map_index=0), "params": {}}
+    assert export.render_template(export.state_path, context) == str(tmp_path / "omnisend_state")
+    assert export.render_template(export.runs_path, context) == str(tmp_path / "omnisend_state" / "runs")
+    assert export.render_template(export.rejects_path, context) is None  # the operator's default
+
+
+def test_the_summary_prints_reasons_per_segment_and_no_personal_data(monkeypatch, capsys) -> None:
+    summarize = parse(monkeypatch)["dag"].task_dict["summarize"].python_callable
+    base = dict.fromkeys(("rows_read", "valid", "duplicates", "new", "changed", "unchanged", "removed",
+                          "sent", "batches", "duration_s"), 1)
+    result = summarize([
+        {**base, "segment": "VIP", "rejected": 3, "rejects_path": "/s/runs/VIP.parquet",
+         "reasons": {"invalid_email": 2, "missing_email": 1}},
+        {**base, "segment": "Fans", "rejected": 0, "rejects_path": "/s/runs/Fans.parquet", "reasons": {}},
+    ])
+    out = capsys.readouterr().out
+    assert "Rejects for VIP: /s/runs/VIP.parquet (3 rows; invalid_email=2, missing_email=1)" in out
+    assert "Rejects for Fans" not in out and "@" not in out
+    assert result == {"segments": 2, "sent": 2}
