@@ -164,7 +164,9 @@ def schedule_from(setting_value: str, lake_path: str, segments: list[str]) -> An
         return None
     if kind != "asset":
         return setting_value
-    env = {name: setting(name, default) for name, default in RUN_TIME_DEFAULTS.items()}
+    # a computed default (the state path) is left to the trigger, which computes the same in the triggerer
+    env = {name: setting(name, default if isinstance(default, str) else "")
+           for name, default in RUN_TIME_DEFAULTS.items()}
     trigger = OmnisendNewExportTrigger(
         source=lake_path, segments=segments, omnisend_conn_id=env["OMNISEND_CONN_ID"],
         state_path=env["OMNISEND_STATE_PATH"] or None, source_format=env["OMNISEND_SOURCE_FORMAT"],

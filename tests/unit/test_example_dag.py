@@ -53,6 +53,14 @@ def test_parsing_reads_no_variable_and_touches_no_database(monkeypatch, touches)
     assert dag.params["segments"] == ["A", "B"]  # parse-time settings come from the environment
 
 
+def test_the_asset_schedule_is_built_from_the_environment_alone(monkeypatch, touches) -> None:
+    dag = parse(monkeypatch, OMNISEND_EXPORT_SCHEDULE="asset", OMNISEND_LAKE_CONN_ID="lake")["dag"]
+    assert touches == []
+    trigger = dag.schedule[0].watchers[0].trigger
+    assert (trigger.state_path, trigger.lake_conn_id, trigger.omnisend_conn_id) == (
+        None, "lake", "omnisend_default")  # no state path set: the trigger's own default
+
+
 def test_a_variable_set_after_parsing_applies_when_the_task_renders(monkeypatch) -> None:
     module = parse(monkeypatch, OMNISEND_STATE_PATH="/env/state", OMNISEND_CONN_ID="from_env")
     export = module["dag"].task_dict["segment.export"]
