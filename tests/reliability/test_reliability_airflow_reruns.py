@@ -227,7 +227,8 @@ def test_a_failed_reject_ratio_is_handled_and_only_force_runs_it_again(cluster: 
     assert "max_reject_ratio" in mark["failure"], mark
     # The valid rows were sent and confirmed; every other row is in the rejects file with its reason.
     sent = posts(cluster.emulator.wait_batches_done())
-    rejects = max((cluster.home / "omnisend_runs").rglob("rejects.parquet"), key=lambda p: p.stat().st_mtime)
+    # (the DAG's default: in the state store, below runs/<dag>/<day>/<run>/<task>/)
+    rejects = max((cluster.state_dir / "runs").rglob("rejects.parquet"), key=lambda p: p.stat().st_mtime)
     verdict = verify_export(cluster.emulator.contacts(), read_rejects(rejects), expected)
     assert not verdict.problems() and verdict.rows_lost == 0, verdict.problems()
 
