@@ -3,6 +3,7 @@ settings when they run; its exports need no pool that someone has to create firs
 
 from __future__ import annotations
 
+import logging
 import os
 import runpy
 from pathlib import Path
@@ -106,8 +107,9 @@ def test_the_state_store_defaults_to_the_workers_airflow_home(monkeypatch, tmp_p
     assert export.render_template(export.rejects_path, context) is None  # the operator's default
 
 
-def test_the_summary_prints_reasons_per_segment_and_no_personal_data(monkeypatch, capsys) -> None:
+def test_the_summary_logs_reasons_per_segment_and_no_personal_data(monkeypatch, caplog) -> None:
     summarize = parse(monkeypatch)["dag"].task_dict["summarize"].python_callable
+    caplog.set_level(logging.INFO)
     base = dict.fromkeys(("rows_read", "valid", "duplicates", "new", "changed", "unchanged", "removed",
                           "sent", "batches", "duration_s"), 1)
     result = summarize([
@@ -115,7 +117,7 @@ def test_the_summary_prints_reasons_per_segment_and_no_personal_data(monkeypatch
          "reasons": {"invalid_email": 2, "missing_email": 1}},
         {**base, "segment": "Fans", "rejected": 0, "rejects_path": "/s/runs/Fans.parquet", "reasons": {}},
     ])
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "Rejects for VIP: /s/runs/VIP.parquet (3 rows; invalid_email=2, missing_email=1)" in out
     assert "Rejects for Fans" not in out and "@" not in out
     assert result == {"segments": 2, "sent": 2}
