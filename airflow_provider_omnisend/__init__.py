@@ -44,6 +44,7 @@ def get_provider_info() -> dict:
         "triggers": [
             {"integration-name": "Omnisend",
              "python-modules": ["airflow_provider_omnisend.triggers.export_ready",
+                                "airflow_provider_omnisend.triggers.new_export",
                                 "airflow_provider_omnisend.triggers.batches"]}
         ],
         "asset-uris": [
