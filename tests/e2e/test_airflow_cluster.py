@@ -258,15 +258,22 @@ def test_connection_form_offers_omnisend_with_its_fields(ui, airflow_cluster: Ai
 
 def open_trigger_form(page) -> Any:
     """Open the DAG's Trigger dialog. The DAG page re-renders once shortly after it loads, which closes a
-    dialog opened too early: open it, give it a moment, and open it again if it went away."""
+    dialog opened too early, or moves the grid under a click (which then opens a task instance, whose
+    Trigger button is a menu): open it, give it a moment, and go back to the DAG page and open it again if
+    it went away."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page.get_by_role("link", name="Dags").first.click()
     page.get_by_role("link", name=DAG_ID).first.click()
-    page.get_by_text("segments_to_export").first.wait_for()
-    page.wait_for_load_state("networkidle")
+    page.wait_for_url(re.compile(rf"/dags/{DAG_ID}/?$"))
+    dag_page = page.url
     dialog = page.get_by_role("dialog")
     for _ in range(5):
+        if not dialog.count() and page.url != dag_page:
+            page.keyboard.press("Escape")
+            page.goto(dag_page)
+        page.get_by_text("segments_to_export").first.wait_for()
+        page.wait_for_load_state("networkidle")
         if not dialog.count():
             page.get_by_role("button", name="Trigger Dag").first.click()
         try:
@@ -276,7 +283,7 @@ def open_trigger_form(page) -> Any:
         page.wait_for_timeout(3_000)
         if dialog.count():
             return dialog
-    raise AssertionError("the Trigger dialog did not stay open")
+    raise AssertionError(f"the Trigger dialog did not stay open (at {page.url})")
 
 
 def read_summary(page, segments: list[str]) -> dict[str, dict[str, str]]:
